@@ -1,0 +1,180 @@
+//! The one place where failures become HTTP responses (status, body, headers).
+//!
+//! Storage errors use the Weave conventions (bare-integer JSON bodies); the
+//! configuration error keeps the Python server's JSON message.
+
+use crate::db::DbError;
+use crate::http::Response;
+use crate::storage::{StorageError, WeaveCode};
+use crate::timestamp;
+
+/// Retry-After for a write lock held too long by another worker.
+pub const RETRY_AFTER_BUSY: u32 = 10;
+/// Retry-After when the database cannot be written or fails otherwise.
+pub const RETRY_AFTER_FAULT: u32 = 60;
+
+/// Every failure the application can answer with.
+#[derive(Debug)]
+pub enum AppError {
+    /// No such route (404, body 0).
+    NotFound,
+    /// Route exists, method does not (405).
+    MethodNotAllowed(&'static str),
+    /// The web server sent no usable request (400).
+    BadGateway(&'static str),
+    /// The request's host/scheme/prefix do not match `public_url` (500, JSON).
+    PublicUrlMismatch {
+        /// The configured public_url.
+        expected: String,
+        /// What the request looked like.
+        actual: String,
+    },
+    /// A storage failure.
+    Storage(StorageError),
+}
+
+impl From<StorageError> for AppError {
+    fn from(e: StorageError) -> Self {
+        AppError::Storage(e)
+    }
+}
+
+fn zero(status: u16) -> Response {
+    Response::json(status, "0")
+}
+
+fn cornice(status: u16, location: &str, name: &str, description: &str) -> Response {
+    let body = serde_json::json!({
+        "status": "error",
+        "errors": [{"location": location, "name": name, "description": description}],
+    });
+    Response::json(status, body.to_string())
+}
+
+/// Turns an error into its response, logging it at a useful level.
+pub fn to_response(err: AppError) -> Response {
+    match err {
+        AppError::NotFound => zero(404),
+        AppError::MethodNotAllowed(allow) => zero(405).with_header("Allow", allow),
+        AppError::BadGateway(why) => {
+            log::warn!("the web server sent an unusable FastCGI request: {why}");
+            zero(400)
+        }
+        AppError::PublicUrlMismatch { expected, actual } => {
+            let msg = format!(
+                "The public_url setting doesn't match the application url.\n\
+                 This will almost certainly cause authentication failures!\n    \
+                 public_url setting is: {expected}\n    application url is:    {actual}\n\
+                 You can disable this check by setting the force_wsgi_environ\n\
+                 option in your config file, but do so at your own risk."
+            );
+            let body = serde_json::json!({"status": "error", "errors": [msg]});
+            Response::json(500, body.to_string())
+        }
+        AppError::Storage(e) => storage(e),
+    }
+}
+
+fn storage(err: StorageError) -> Response {
+    match err {
+        StorageError::NotFound => zero(404),
+        StorageError::MethodNotAllowed(allow) => zero(405).with_header("Allow", allow),
+        StorageError::Unauthorized(why) => {
+            log::info!("storage request refused (401): {why}");
+            zero(401).with_header("WWW-Authenticate", "Hawk")
+        }
+        StorageError::BadRequest(code, why) => {
+            log::info!("storage request refused (400, code {}): {why}", code as u8);
+            Response::json(400, (code as u8).to_string())
+        }
+        StorageError::InvalidBatch => zero(400),
+        StorageError::NotAcceptable => cornice(
+            406,
+            "header",
+            "Accept",
+            "Accept header should be one of ['application/json', 'application/newlines']",
+        ),
+        StorageError::UnsupportedMediaType(ct) => cornice(
+            415,
+            "header",
+            "Content-Type",
+            &format!("Unsupported Media Type: {ct}"),
+        ),
+        StorageError::PayloadTooLarge => {
+            log::info!("request body over max_request_bytes refused (413)");
+            Response::json(413, (WeaveCode::SizeLimit as u8).to_string())
+        }
+        StorageError::Db(e) => db(e),
+    }
+}
+
+fn db(err: DbError) -> Response {
+    match err {
+        DbError::PreconditionFailed(ts) => {
+            zero(412).with_header("X-Last-Modified", timestamp::format_or_zero(Some(ts)))
+        }
+        DbError::NotModified(ts) => {
+            Response::empty(304).with_header("X-Last-Modified", timestamp::format_or_zero(Some(ts)))
+        }
+        DbError::NotFound => zero(404),
+        DbError::InvalidBatch => zero(400),
+        DbError::OverQuota => Response::json(403, r#"{"status": "quota-exceeded", "errors": []}"#),
+        DbError::Busy => {
+            log::warn!("database busy: another writer held the lock too long; answered 503");
+            zero(503).with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
+        }
+        DbError::Unwritable(why) => {
+            log::error!("database cannot be written ({why}); answered 503 until this is fixed");
+            zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
+        }
+        DbError::Backend(why) => {
+            log::error!("database error: {why}; answered 503");
+            zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weave_bodies() {
+        let r = to_response(StorageError::BadRequest(WeaveCode::InvalidJson, "x".into()).into());
+        assert_eq!((r.status, r.body.as_slice()), (400, b"6".as_slice()));
+        let r = to_response(StorageError::Unauthorized("x".into()).into());
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("WWW-Authenticate"), Some("Hawk"));
+        let r = to_response(StorageError::Db(DbError::Busy).into());
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
+        let r = to_response(StorageError::Db(DbError::PreconditionFailed(1500)).into());
+        assert_eq!((r.status, r.header("X-Last-Modified")), (412, Some("1.50")));
+        let r = to_response(StorageError::Db(DbError::NotModified(1500)).into());
+        assert_eq!(
+            (r.status, r.body.len(), r.header("Content-Type")),
+            (304, 0, None)
+        );
+        let r = to_response(AppError::MethodNotAllowed("DELETE"));
+        assert_eq!((r.status, r.header("Allow")), (405, Some("DELETE")));
+    }
+
+    #[test]
+    fn json_errors() {
+        let r = to_response(StorageError::UnsupportedMediaType("text/html".into()).into());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v["errors"][0]["description"],
+            "Unsupported Media Type: text/html"
+        );
+        let r = to_response(AppError::PublicUrlMismatch {
+            expected: "http://a".into(),
+            actual: "http://b".into(),
+        });
+        assert_eq!(r.status, 500);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("public_url setting is: http://a"));
+    }
+}

@@ -1,0 +1,254 @@
+//! The one interface the handlers use to reach stored data.
+//!
+//! Handlers never build SQL: they call the operations of [`StorageDb`], each of
+//! which is one transaction (all there or not there after a crash). Only SQLite
+//! is implemented (`sqlite`); a MySQL or PostgreSQL backend would implement the
+//! same trait. A [`Pool`] hands one session to each request being handled, so
+//! the pool size is the number of requests that run at once.
+
+pub mod pool;
+pub mod sqlite;
+
+use crate::timestamp::Ms;
+
+pub use pool::{Pool, PooledDb};
+
+/// "Never expires", as stored by the Python server.
+pub const TTL_FOREVER: i64 = 2_100_000_000;
+
+/// Errors of the storage layer; mapped to HTTP in `crate::app::errors` only.
+#[derive(Debug)]
+pub enum DbError {
+    /// Another writer held the database longer than the busy timeout.
+    Busy,
+    /// The database cannot be written (read-only file or directory, disk full).
+    Unwritable(String),
+    /// Any other database failure.
+    Backend(String),
+    /// `X-If-Unmodified-Since` failed; carries the resource's timestamp.
+    PreconditionFailed(Ms),
+    /// `X-If-Modified-Since` matched; carries the resource's timestamp.
+    NotModified(Ms),
+    /// The item does not exist (or has expired).
+    NotFound,
+    /// Unknown, expired or foreign batch id.
+    InvalidBatch,
+    /// The write would exceed the user's quota.
+    OverQuota,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Busy => write!(f, "database is locked by another writer"),
+            DbError::Unwritable(e) => write!(f, "database cannot be written: {e}"),
+            DbError::Backend(e) => write!(f, "database error: {e}"),
+            DbError::PreconditionFailed(_) => write!(f, "precondition failed"),
+            DbError::NotModified(_) => write!(f, "not modified"),
+            DbError::NotFound => write!(f, "not found"),
+            DbError::InvalidBatch => write!(f, "invalid batch"),
+            DbError::OverQuota => write!(f, "over quota"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// Result of storage operations.
+pub type DbResult<T> = Result<T, DbError>;
+
+/// The `X-If-*` header a request carried, checked inside the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precondition {
+    /// No precondition.
+    #[default]
+    None,
+    /// `X-If-Modified-Since`: 304 unless the resource is newer.
+    IfModifiedSince(Ms),
+    /// `X-If-Unmodified-Since`: 412 if the resource is newer.
+    IfUnmodifiedSince(Ms),
+}
+
+impl Precondition {
+    /// Checks a resource timestamp (0 when absent) against the precondition.
+    pub fn check(self, resource: Ms) -> DbResult<()> {
+        match self {
+            Precondition::IfModifiedSince(v) if resource <= v => {
+                Err(DbError::NotModified(resource))
+            }
+            Precondition::IfUnmodifiedSince(v) if resource > v => {
+                Err(DbError::PreconditionFailed(resource))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One stored record as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bso {
+    /// Record id.
+    pub id: String,
+    /// Last modification, ms.
+    pub modified: Ms,
+    /// The (encrypted) payload.
+    pub payload: String,
+    /// Optional sort index.
+    pub sortindex: Option<i64>,
+}
+
+/// One record to write; `None` fields are "not provided" (kept as stored).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BsoUpdate {
+    /// Record id (validated).
+    pub id: String,
+    /// New sort index.
+    pub sortindex: Option<i64>,
+    /// New payload.
+    pub payload: Option<String>,
+    /// Time to live in seconds from the write.
+    pub ttl: Option<i64>,
+}
+
+/// Order of a collection listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// `modified` descending (the default).
+    #[default]
+    Newest,
+    /// `modified` ascending.
+    Oldest,
+    /// `sortindex` descending.
+    Index,
+}
+
+/// Where a page starts, decoded from `X-Weave-Next-Offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// Skip this many rows (`sort=index`).
+    Rows(u64),
+    /// Items at or beyond `bound` ms (in sort direction), skipping `skip` at the bound.
+    Bound {
+        /// The modified time of the last item returned.
+        bound: Ms,
+        /// How many items with exactly `bound` were already returned.
+        skip: u64,
+    },
+}
+
+/// A collection listing query.
+#[derive(Debug, Clone, Default)]
+pub struct BsoQuery {
+    /// Only these ids.
+    pub ids: Option<Vec<String>>,
+    /// `modified > newer`.
+    pub newer: Option<Ms>,
+    /// `modified < older`.
+    pub older: Option<Ms>,
+    /// Sort order.
+    pub sort: Sort,
+    /// At most this many items.
+    pub limit: Option<u64>,
+    /// Continue from a previous page.
+    pub offset: Option<Offset>,
+    /// Whole records (`full`) or only ids.
+    pub full: bool,
+}
+
+/// A page of a collection listing.
+#[derive(Debug, Clone, Default)]
+pub struct BsoPage {
+    /// The records (only `id` is meaningful unless the query was `full`).
+    pub items: Vec<Bso>,
+    /// Where the next page starts, when there are more items.
+    pub next_offset: Option<Offset>,
+    /// The collection's timestamp (None when the collection does not exist).
+    pub last_modified: Option<Ms>,
+}
+
+/// How a write went: the new timestamp and the quota left afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The timestamp given to the write (and the collection).
+    pub modified: Ms,
+    /// Bytes left under the quota, when a quota is configured.
+    pub quota_left: Option<i64>,
+}
+
+/// A write request's context: the user, the precondition and the quota.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteCtx<'a> {
+    /// The user id (tokenserver `uid`).
+    pub uid: u64,
+    /// The collection name.
+    pub collection: &'a str,
+    /// The `X-If-*` precondition.
+    pub precondition: Precondition,
+    /// `quota_size` in bytes, when configured.
+    pub quota: Option<i64>,
+}
+
+/// Per-collection figures for the info views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    /// Collection name.
+    pub name: String,
+    /// Timestamp, count of live records or bytes of live payloads.
+    pub value: i64,
+}
+
+/// What the storage handlers need from a database. Every method is one
+/// transaction; write methods check the precondition inside the write lock.
+pub trait StorageDb: Send {
+    /// `user_collections` timestamps (info/collections) and the storage timestamp.
+    fn collection_timestamps(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
+    /// Live record counts per collection.
+    fn collection_counts(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
+    /// Live payload bytes (characters, as the Python server counted) per collection.
+    fn collection_usage(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
+    /// Total live payload bytes.
+    fn total_usage(&mut self, uid: u64) -> DbResult<i64>;
+    /// The storage timestamp (max over collections), 0 when none.
+    fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms>;
+    /// A collection listing; the precondition is checked against the collection timestamp.
+    fn get_bsos(
+        &mut self,
+        uid: u64,
+        collection: &str,
+        query: &BsoQuery,
+        pre: Precondition,
+    ) -> DbResult<BsoPage>;
+    /// One record; the precondition is checked against its timestamp.
+    fn get_bso(&mut self, uid: u64, collection: &str, id: &str, pre: Precondition)
+        -> DbResult<Bso>;
+    /// Writes one record (PUT); precondition against the item.
+    fn put_bso(&mut self, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<WriteOutcome>;
+    /// Writes records (POST); precondition against the collection.
+    fn post_bsos(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<WriteOutcome>;
+    /// Deletes a whole collection; returns the deletion's timestamp.
+    fn delete_collection(&mut self, ctx: WriteCtx) -> DbResult<Ms>;
+    /// Deletes some records of a collection; returns the new collection timestamp.
+    fn delete_bsos(&mut self, ctx: WriteCtx, ids: &[String]) -> DbResult<Ms>;
+    /// Deletes one record; `NotFound` when absent; returns the new collection timestamp.
+    fn delete_bso(&mut self, ctx: WriteCtx, id: &str) -> DbResult<Ms>;
+    /// Deletes everything the user stored (records, collections, batches).
+    fn delete_storage(&mut self, uid: u64, pre: Precondition) -> DbResult<()>;
+    /// Starts a batch holding `items`; returns the batch id and the collection timestamp.
+    fn create_batch(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<(i64, Option<Ms>)>;
+    /// Adds items to a batch; returns the collection timestamp.
+    fn append_batch(
+        &mut self,
+        ctx: WriteCtx,
+        batch: i64,
+        items: &[BsoUpdate],
+    ) -> DbResult<Option<Ms>>;
+    /// Adds items and applies the whole batch with one new timestamp.
+    fn commit_batch(
+        &mut self,
+        ctx: WriteCtx,
+        batch: Option<i64>,
+        items: &[BsoUpdate],
+    ) -> DbResult<WriteOutcome>;
+    /// Cheap liveness check for `__heartbeat__`.
+    fn ping(&mut self) -> DbResult<()>;
+}

@@ -1,0 +1,216 @@
+//! The SQLite backend: one file shared by every worker and process, in WAL mode.
+//!
+//! Writes take the database write lock up front (`BEGIN IMMEDIATE`) and hold it
+//! for one short transaction; a writer that cannot get it within the busy
+//! timeout answers `DbError::Busy` (503 with Retry-After), never a 500.
+
+mod collections;
+mod reads;
+pub mod schema;
+mod writes;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::{
+    Bso, BsoPage, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, Precondition, StorageDb,
+    WriteCtx, WriteOutcome,
+};
+use crate::timestamp::Ms;
+use collections::Collections;
+
+/// How long a writer waits for another one before giving up with 503.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A file on disk.
+    File(PathBuf),
+    /// A private in-memory database (single worker only).
+    Memory,
+}
+
+/// One connection plus its caches.
+pub struct SqliteDb {
+    conn: Connection,
+    collections: Collections,
+}
+
+/// Maps SQLite failures onto the storage error kinds.
+pub(crate) fn map_err(e: rusqlite::Error) -> DbError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return DbError::Busy,
+            ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::CannotOpen => {
+                return DbError::Unwritable(e.to_string())
+            }
+            ErrorCode::PermissionDenied | ErrorCode::SystemIoFailure => {
+                return DbError::Unwritable(e.to_string())
+            }
+            _ => {}
+        }
+    }
+    DbError::Backend(e.to_string())
+}
+
+/// Opens a connection with our pragmas (no schema work).
+pub fn connect(location: &Location) -> rusqlite::Result<Connection> {
+    let conn = match location {
+        Location::File(path) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+        Location::Memory => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if matches!(location, Location::File(_)) {
+        // WAL lets readers run while one writer commits; NORMAL keeps every
+        // committed transaction across a process crash (only an OS crash can
+        // lose the last ones, never corrupt the file).
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            log::warn!("SQLite refused WAL mode (got {mode}); concurrent workers will wait on each other more");
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    }
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    Ok(conn)
+}
+
+impl SqliteDb {
+    /// Opens a session on a database whose schema is already in place.
+    pub fn open(location: &Location) -> DbResult<SqliteDb> {
+        let conn = connect(location).map_err(map_err)?;
+        let collections = Collections::load(&conn).map_err(map_err)?;
+        Ok(SqliteDb { conn, collections })
+    }
+
+    /// Opens a session on an existing connection (used with `:memory:`).
+    pub fn from_connection(conn: Connection) -> DbResult<SqliteDb> {
+        let collections = Collections::load(&conn).map_err(map_err)?;
+        Ok(SqliteDb { conn, collections })
+    }
+
+    /// The underlying connection, for operator commands.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Runs `f` and, on failure, drops collection ids cached inside the failed
+    /// transaction.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> DbResult<T>) -> DbResult<T> {
+        let out = f(self);
+        if out.is_err() {
+            let _ = self.collections.forget_uncommitted(&self.conn);
+        }
+        out
+    }
+}
+
+/// Opens (creating if needed) the database file and brings its schema up to date.
+pub fn prepare(location: &Location) -> DbResult<(Connection, schema::Migration)> {
+    if let Location::File(path) = location {
+        check_directory(path)?;
+    }
+    let mut conn = connect(location).map_err(map_err)?;
+    let migration = schema::ensure(&mut conn).map_err(map_err)?;
+    Ok((conn, migration))
+}
+
+fn check_directory(path: &Path) -> DbResult<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(DbError::Unwritable(format!(
+            "the directory {} for the database does not exist",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+impl StorageDb for SqliteDb {
+    fn collection_timestamps(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>> {
+        self.guarded(|s| reads::per_collection(s, uid, reads::PerCollection::Timestamps))
+    }
+    fn collection_counts(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>> {
+        self.guarded(|s| reads::per_collection(s, uid, reads::PerCollection::Counts))
+    }
+    fn collection_usage(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>> {
+        self.guarded(|s| reads::per_collection(s, uid, reads::PerCollection::Usage))
+    }
+    fn total_usage(&mut self, uid: u64) -> DbResult<i64> {
+        reads::total_usage(&self.conn, uid).map_err(map_err)
+    }
+    fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms> {
+        reads::storage_timestamp(&self.conn, uid).map_err(map_err)
+    }
+    fn get_bsos(
+        &mut self,
+        uid: u64,
+        collection: &str,
+        query: &BsoQuery,
+        pre: Precondition,
+    ) -> DbResult<BsoPage> {
+        self.guarded(|s| reads::get_bsos(s, uid, collection, query, pre))
+    }
+    fn get_bso(
+        &mut self,
+        uid: u64,
+        collection: &str,
+        id: &str,
+        pre: Precondition,
+    ) -> DbResult<Bso> {
+        self.guarded(|s| reads::get_bso(s, uid, collection, id, pre))
+    }
+    fn put_bso(&mut self, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<WriteOutcome> {
+        self.guarded(|s| writes::put_bso(s, ctx, item))
+    }
+    fn post_bsos(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<WriteOutcome> {
+        self.guarded(|s| writes::post_bsos(s, ctx, items))
+    }
+    fn delete_collection(&mut self, ctx: WriteCtx) -> DbResult<Ms> {
+        self.guarded(|s| writes::delete_collection(s, ctx))
+    }
+    fn delete_bsos(&mut self, ctx: WriteCtx, ids: &[String]) -> DbResult<Ms> {
+        self.guarded(|s| writes::delete_bsos(s, ctx, ids))
+    }
+    fn delete_bso(&mut self, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
+        self.guarded(|s| writes::delete_bso(s, ctx, id))
+    }
+    fn delete_storage(&mut self, uid: u64, pre: Precondition) -> DbResult<()> {
+        self.guarded(|s| writes::delete_storage(s, uid, pre))
+    }
+    fn create_batch(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<(i64, Option<Ms>)> {
+        self.guarded(|s| writes::create_batch(s, ctx, items))
+    }
+    fn append_batch(
+        &mut self,
+        ctx: WriteCtx,
+        batch: i64,
+        items: &[BsoUpdate],
+    ) -> DbResult<Option<Ms>> {
+        self.guarded(|s| writes::append_batch(s, ctx, batch, items))
+    }
+    fn commit_batch(
+        &mut self,
+        ctx: WriteCtx,
+        batch: Option<i64>,
+        items: &[BsoUpdate],
+    ) -> DbResult<WriteOutcome> {
+        self.guarded(|s| writes::commit_batch(s, ctx, batch, items))
+    }
+    fn ping(&mut self) -> DbResult<()> {
+        self.conn
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(map_err)
+    }
+}

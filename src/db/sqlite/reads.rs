@@ -1,0 +1,262 @@
+//! Read queries. Each runs in one deferred transaction, so it sees one
+//! consistent snapshot even while other workers write (WAL).
+
+use rusqlite::{
+    params_from_iter, types::Value, Connection, OptionalExtension, TransactionBehavior,
+};
+
+use super::{map_err, SqliteDb};
+use crate::db::{
+    Bso, BsoPage, BsoQuery, CollectionInfo, DbError, DbResult, Offset, Precondition, Sort,
+};
+use crate::timestamp::{now_secs, Ms};
+
+/// Which per-collection figure to list.
+pub enum PerCollection {
+    /// `last_modified` of every user_collections row.
+    Timestamps,
+    /// Count of live records.
+    Counts,
+    /// Sum of live payload sizes.
+    Usage,
+}
+
+fn now_s() -> i64 {
+    now_secs() as i64
+}
+
+pub fn per_collection(
+    s: &mut SqliteDb,
+    uid: u64,
+    what: PerCollection,
+) -> DbResult<Vec<CollectionInfo>> {
+    let SqliteDb { conn, collections } = s;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(map_err)?;
+    let rows: Vec<(i64, i64)> = {
+        let (sql, with_now) = match what {
+            PerCollection::Timestamps => (
+                "SELECT collection, last_modified FROM user_collections WHERE userid = ?1",
+                false,
+            ),
+            PerCollection::Counts => (
+                "SELECT collection, COUNT(*) FROM bso WHERE userid = ?1 AND ttl > ?2 GROUP BY collection",
+                true,
+            ),
+            PerCollection::Usage => (
+                "SELECT collection, SUM(payload_size) FROM bso WHERE userid = ?1 AND ttl > ?2 GROUP BY collection",
+                true,
+            ),
+        };
+        let mut stmt = tx.prepare_cached(sql).map_err(map_err)?;
+        let map = |r: &rusqlite::Row| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
+        let rows = if with_now {
+            stmt.query_map(rusqlite::params![uid as i64, now_s()], map)
+        } else {
+            stmt.query_map(rusqlite::params![uid as i64], map)
+        }
+        .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, value) in rows {
+        match collections.name(&tx, id).map_err(map_err)? {
+            Some(name) => out.push(CollectionInfo { name, value }),
+            None => log::warn!("user {uid} has data in unknown collection id {id}; skipped"),
+        }
+    }
+    Ok(out)
+}
+
+pub fn total_usage(conn: &Connection, uid: u64) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(payload_size), 0) FROM bso WHERE userid = ?1 AND ttl > ?2",
+    )?
+    .query_row(rusqlite::params![uid as i64, now_s()], |r| r.get(0))
+}
+
+pub fn storage_timestamp(conn: &Connection, uid: u64) -> rusqlite::Result<Ms> {
+    conn.prepare_cached(
+        "SELECT COALESCE(MAX(last_modified), 0) FROM user_collections WHERE userid = ?1",
+    )?
+    .query_row([uid as i64], |r| r.get(0))
+}
+
+/// The collection's `last_modified`, if the user has that collection.
+pub fn collection_timestamp(conn: &Connection, uid: u64, cid: i64) -> rusqlite::Result<Option<Ms>> {
+    conn.prepare_cached(
+        "SELECT last_modified FROM user_collections WHERE userid = ?1 AND collection = ?2",
+    )?
+    .query_row(rusqlite::params![uid as i64, cid], |r| r.get(0))
+    .optional()
+}
+
+pub fn get_bsos(
+    s: &mut SqliteDb,
+    uid: u64,
+    collection: &str,
+    q: &BsoQuery,
+    pre: Precondition,
+) -> DbResult<BsoPage> {
+    let SqliteDb { conn, collections } = s;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(map_err)?;
+    let Some(cid) = collections.id(&tx, collection).map_err(map_err)? else {
+        pre.check(0)?;
+        return Ok(BsoPage::default());
+    };
+    let last_modified = collection_timestamp(&tx, uid, cid).map_err(map_err)?;
+    pre.check(last_modified.unwrap_or(0))?;
+    if q.limit == Some(0) {
+        return Ok(BsoPage {
+            last_modified,
+            ..BsoPage::default()
+        });
+    }
+
+    let mut sql = String::from(if q.full {
+        "SELECT id, modified, payload, sortindex FROM bso"
+    } else {
+        "SELECT id, modified FROM bso"
+    });
+    sql.push_str(" WHERE userid = ? AND collection = ? AND ttl > ?");
+    let mut args: Vec<Value> = vec![(uid as i64).into(), cid.into(), now_s().into()];
+    if let Some(newer) = q.newer {
+        sql.push_str(" AND modified > ?");
+        args.push(newer.into());
+    }
+    if let Some(older) = q.older {
+        sql.push_str(" AND modified < ?");
+        args.push(older.into());
+    }
+    if let Some(ids) = &q.ids {
+        sql.push_str(" AND id IN (");
+        for (i, id) in ids.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(id.clone().into());
+        }
+        sql.push(')');
+    }
+    let mut skip = 0u64;
+    match q.offset {
+        Some(Offset::Rows(n)) => skip = n,
+        Some(Offset::Bound { bound, skip: n }) => {
+            sql.push_str(match q.sort {
+                Sort::Oldest => " AND modified >= ?",
+                _ => " AND modified <= ?",
+            });
+            args.push(bound.into());
+            skip = n;
+        }
+        None => {}
+    }
+    // rowid makes ties come back in the same order on every page; the
+    // (userid, collection, modified) index already holds it, so no sort step.
+    sql.push_str(match q.sort {
+        Sort::Newest => " ORDER BY modified DESC, rowid DESC",
+        Sort::Oldest => " ORDER BY modified ASC, rowid ASC",
+        Sort::Index => " ORDER BY sortindex DESC, rowid DESC",
+    });
+    sql.push_str(" LIMIT ? OFFSET ?");
+    let fetch = q
+        .limit
+        .map(|l| l.saturating_add(1))
+        .unwrap_or(u64::MAX >> 1);
+    args.push((fetch.min(i64::MAX as u64) as i64).into());
+    args.push((skip.min(i64::MAX as u64) as i64).into());
+
+    let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+    let full = q.full;
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok(Bso {
+                id: r.get(0)?,
+                modified: r.get(1)?,
+                payload: if full { r.get(2)? } else { String::new() },
+                sortindex: if full { r.get(3)? } else { None },
+            })
+        })
+        .map_err(map_err)?;
+    let mut items: Vec<Bso> = rows.collect::<Result<_, _>>().map_err(map_err)?;
+
+    let mut next_offset = None;
+    if let Some(limit) = q.limit {
+        if items.len() as u64 > limit {
+            items.truncate(limit as usize);
+            next_offset = Some(next(q, &items, skip));
+        }
+    }
+    Ok(BsoPage {
+        items,
+        next_offset,
+        last_modified,
+    })
+}
+
+/// The offset that continues after `items` (a non-empty, full page).
+fn next(q: &BsoQuery, items: &[Bso], skip: u64) -> Offset {
+    let returned = items.len() as u64;
+    let last = match (q.sort, q.offset, items.last()) {
+        (Sort::Index, _, _) | (_, Some(Offset::Rows(_)), _) | (_, _, None) => {
+            return Offset::Rows(skip + returned)
+        }
+        (_, _, Some(last)) => last,
+    };
+    let at_bound = items
+        .iter()
+        .rev()
+        .take_while(|b| b.modified == last.modified)
+        .count() as u64;
+    if let Some(Offset::Bound { bound, skip }) = q.offset {
+        // The whole page sat at the old bound: the rows skipped before still count.
+        if at_bound == returned && bound == last.modified {
+            return Offset::Bound {
+                bound,
+                skip: skip + returned,
+            };
+        }
+    }
+    Offset::Bound {
+        bound: last.modified,
+        skip: at_bound,
+    }
+}
+
+pub fn get_bso(
+    s: &mut SqliteDb,
+    uid: u64,
+    collection: &str,
+    id: &str,
+    pre: Precondition,
+) -> DbResult<Bso> {
+    let SqliteDb { conn, collections } = s;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(map_err)?;
+    let Some(cid) = collections.id(&tx, collection).map_err(map_err)? else {
+        pre.check(0)?;
+        return Err(DbError::NotFound);
+    };
+    let bso = live_bso(&tx, uid, cid, id).map_err(map_err)?;
+    pre.check(bso.as_ref().map(|b| b.modified).unwrap_or(0))?;
+    bso.ok_or(DbError::NotFound)
+}
+
+/// A record that has not expired.
+pub fn live_bso(conn: &Connection, uid: u64, cid: i64, id: &str) -> rusqlite::Result<Option<Bso>> {
+    conn.prepare_cached(
+        "SELECT id, modified, payload, sortindex FROM bso
+         WHERE userid = ?1 AND collection = ?2 AND id = ?3 AND ttl > ?4",
+    )?
+    .query_row(rusqlite::params![uid as i64, cid, id, now_s()], |r| {
+        Ok(Bso {
+            id: r.get(0)?,
+            modified: r.get(1)?,
+            payload: r.get(2)?,
+            sortindex: r.get(3)?,
+        })
+    })
+    .optional()
+}

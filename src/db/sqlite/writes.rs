@@ -1,0 +1,419 @@
+//! Write transactions. Each takes the write lock first (`BEGIN IMMEDIATE`),
+//! checks the precondition against what it then reads, writes, and commits.
+//!
+//! Timestamps: a write gets `max(now, collection's last_modified + 10 ms)`, so
+//! timestamps are strictly increasing per collection even when two writes land
+//! in the same 10 ms tick (the Python server answered 503 there instead).
+
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+
+use super::reads::{collection_timestamp, live_bso, total_usage};
+use super::{map_err, SqliteDb};
+use crate::db::{BsoUpdate, DbError, DbResult, Precondition, WriteCtx, WriteOutcome};
+use crate::timestamp::{ceil_tick, now_ms, Ms};
+
+/// How long a batch may stay open, as in both reference servers.
+pub const BATCH_LIFETIME_SECS: i64 = 7200;
+
+/// Upsert with the Python semantics: only provided fields change, `modified`
+/// moves only with a new payload (or always, for batch commits via ?10). An
+/// expired row that was not purged yet counts as absent, so rewriting it
+/// brings it back (the Python server left it invisible).
+const UPSERT_BSO: &str = "
+INSERT INTO bso (userid, collection, id, sortindex, modified, payload, payload_size, ttl)
+VALUES (?1, ?2, ?3, ?4, ?8, COALESCE(?5, ''), COALESCE(?6, 0), COALESCE(?7, 2100000000))
+ON CONFLICT (userid, collection, id) DO UPDATE SET
+  sortindex = CASE WHEN ?4 IS NOT NULL THEN ?4 WHEN ttl <= ?9 THEN NULL ELSE sortindex END,
+  payload = CASE WHEN ?5 IS NOT NULL THEN ?5 WHEN ttl <= ?9 THEN '' ELSE payload END,
+  payload_size = CASE WHEN ?5 IS NOT NULL THEN ?6 WHEN ttl <= ?9 THEN 0 ELSE payload_size END,
+  modified = CASE WHEN ?10 OR ?5 IS NOT NULL OR ttl <= ?9 THEN ?8 ELSE modified END,
+  ttl = CASE WHEN ?7 IS NOT NULL THEN ?7 WHEN ttl <= ?9 THEN 2100000000 ELSE ttl END";
+
+const TOUCH_COLLECTION: &str = "
+INSERT INTO user_collections (userid, collection, last_modified) VALUES (?1, ?2, ?3)
+ON CONFLICT (userid, collection) DO UPDATE SET last_modified = excluded.last_modified";
+
+const UPSERT_BATCH_ITEM: &str = "
+INSERT INTO batch_upload_items (batch, userid, id, sortindex, payload, payload_size, ttl_offset)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (batch, userid, id) DO UPDATE SET
+  sortindex = COALESCE(excluded.sortindex, sortindex),
+  payload = COALESCE(excluded.payload, payload),
+  payload_size = COALESCE(excluded.payload_size, payload_size),
+  ttl_offset = COALESCE(excluded.ttl_offset, ttl_offset)";
+
+/// The Python server counted payload size in characters, not bytes.
+pub fn payload_size(payload: &str) -> i64 {
+    payload.chars().count() as i64
+}
+
+/// A started write: the lock is held, the collection id is known.
+struct Write<'a> {
+    tx: Transaction<'a>,
+    cid: Option<i64>,
+    last: Option<Ms>,
+}
+
+impl Write<'_> {
+    /// The timestamp for this write: never equal to or below the collection's.
+    fn timestamp(&self) -> Ms {
+        ceil_tick(now_ms()).max(self.last.unwrap_or(0) + 10)
+    }
+}
+
+fn begin<'a>(s: &'a mut SqliteDb, ctx: &WriteCtx, create: bool) -> DbResult<Write<'a>> {
+    let SqliteDb { conn, collections } = s;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let cid = if create {
+        Some(
+            collections
+                .id_or_create(&tx, ctx.collection)
+                .map_err(map_err)?,
+        )
+    } else {
+        collections.id(&tx, ctx.collection).map_err(map_err)?
+    };
+    let last = match cid {
+        Some(cid) => collection_timestamp(&tx, ctx.uid, cid).map_err(map_err)?,
+        None => None,
+    };
+    Ok(Write { tx, cid, last })
+}
+
+fn now_s(ts: Ms) -> i64 {
+    ts / 1000
+}
+
+/// Quota left after writing `items`; `OverQuota` when nothing would be left.
+fn check_quota(conn: &Connection, ctx: &WriteCtx, items: &[BsoUpdate]) -> DbResult<Option<i64>> {
+    let Some(quota) = ctx.quota else {
+        return Ok(None);
+    };
+    let used = total_usage(conn, ctx.uid).map_err(map_err)?;
+    let incoming: i64 = items
+        .iter()
+        .filter_map(|i| i.payload.as_deref())
+        .map(payload_size)
+        .sum();
+    let left = quota - used - incoming;
+    if left <= 0 {
+        return Err(DbError::OverQuota);
+    }
+    Ok(Some(left))
+}
+
+fn upsert(
+    conn: &Connection,
+    uid: u64,
+    cid: i64,
+    item: &BsoUpdate,
+    ts: Ms,
+    force_modified: bool,
+) -> rusqlite::Result<()> {
+    let now = now_s(ts);
+    let ttl = item.ttl.map(|t| now + t);
+    conn.prepare_cached(UPSERT_BSO)?.execute(params![
+        uid as i64,
+        cid,
+        item.id,
+        item.sortindex,
+        item.payload,
+        item.payload.as_deref().map(payload_size),
+        ttl,
+        ts,
+        now,
+        force_modified,
+    ])?;
+    Ok(())
+}
+
+fn touch(conn: &Connection, uid: u64, cid: i64, ts: Ms) -> rusqlite::Result<()> {
+    conn.prepare_cached(TOUCH_COLLECTION)?
+        .execute(params![uid as i64, cid, ts])?;
+    Ok(())
+}
+
+fn require_cid(w: &Write) -> DbResult<i64> {
+    w.cid
+        .ok_or_else(|| DbError::Backend("collection id missing in a creating write".into()))
+}
+
+pub fn put_bso(s: &mut SqliteDb, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<WriteOutcome> {
+    let w = begin(s, &ctx, true)?;
+    let cid = require_cid(&w)?;
+    let current = live_bso(&w.tx, ctx.uid, cid, &item.id).map_err(map_err)?;
+    ctx.precondition
+        .check(current.map(|b| b.modified).unwrap_or(0))?;
+    let quota_left = check_quota(&w.tx, &ctx, std::slice::from_ref(item))?;
+    let ts = w.timestamp();
+    upsert(&w.tx, ctx.uid, cid, item, ts, false).map_err(map_err)?;
+    touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
+    w.tx.commit().map_err(map_err)?;
+    Ok(WriteOutcome {
+        modified: ts,
+        quota_left,
+    })
+}
+
+pub fn post_bsos(s: &mut SqliteDb, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<WriteOutcome> {
+    apply_direct(s, ctx, items, false)
+}
+
+/// Writes `items` straight into `bso` with one timestamp.
+fn apply_direct(
+    s: &mut SqliteDb,
+    ctx: WriteCtx,
+    items: &[BsoUpdate],
+    force_modified: bool,
+) -> DbResult<WriteOutcome> {
+    let w = begin(s, &ctx, true)?;
+    let cid = require_cid(&w)?;
+    ctx.precondition.check(w.last.unwrap_or(0))?;
+    let quota_left = check_quota(&w.tx, &ctx, items)?;
+    if items.is_empty() {
+        // Nothing to write: no new timestamp, nothing bumped.
+        return Ok(WriteOutcome {
+            modified: w.last.unwrap_or(0),
+            quota_left,
+        });
+    }
+    let ts = w.timestamp();
+    for item in items {
+        upsert(&w.tx, ctx.uid, cid, item, ts, force_modified).map_err(map_err)?;
+    }
+    touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
+    w.tx.commit().map_err(map_err)?;
+    Ok(WriteOutcome {
+        modified: ts,
+        quota_left,
+    })
+}
+
+pub fn delete_collection(s: &mut SqliteDb, ctx: WriteCtx) -> DbResult<Ms> {
+    let w = begin(s, &ctx, false)?;
+    ctx.precondition.check(w.last.unwrap_or(0))?;
+    let ts = w.timestamp();
+    if let Some(cid) = w.cid {
+        let uid = ctx.uid as i64;
+        w.tx.prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2")
+            .and_then(|mut st| st.execute(params![uid, cid]))
+            .map_err(map_err)?;
+        w.tx.prepare_cached("DELETE FROM user_collections WHERE userid = ?1 AND collection = ?2")
+            .and_then(|mut st| st.execute(params![uid, cid]))
+            .map_err(map_err)?;
+        // Open batches for the collection would resurrect data on commit.
+        w.tx.prepare_cached(
+            "DELETE FROM batch_upload_items WHERE userid = ?1 AND batch IN
+               (SELECT batch FROM batch_uploads WHERE userid = ?1 AND collection = ?2)",
+        )
+        .and_then(|mut st| st.execute(params![uid, cid]))
+        .map_err(map_err)?;
+        w.tx.prepare_cached("DELETE FROM batch_uploads WHERE userid = ?1 AND collection = ?2")
+            .and_then(|mut st| st.execute(params![uid, cid]))
+            .map_err(map_err)?;
+        w.tx.commit().map_err(map_err)?;
+    }
+    Ok(ts)
+}
+
+pub fn delete_bsos(s: &mut SqliteDb, ctx: WriteCtx, ids: &[String]) -> DbResult<Ms> {
+    let w = begin(s, &ctx, false)?;
+    ctx.precondition.check(w.last.unwrap_or(0))?;
+    let ts = w.timestamp();
+    // A collection the user never had stays absent (the Python server created it).
+    if let (Some(cid), Some(_)) = (w.cid, w.last) {
+        {
+            let mut stmt = w
+                .tx
+                .prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2 AND id = ?3")
+                .map_err(map_err)?;
+            for id in ids {
+                stmt.execute(params![ctx.uid as i64, cid, id])
+                    .map_err(map_err)?;
+            }
+        }
+        touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
+        w.tx.commit().map_err(map_err)?;
+    }
+    Ok(ts)
+}
+
+pub fn delete_bso(s: &mut SqliteDb, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
+    let w = begin(s, &ctx, false)?;
+    let Some(cid) = w.cid else {
+        ctx.precondition.check(0)?;
+        return Err(DbError::NotFound);
+    };
+    let current = live_bso(&w.tx, ctx.uid, cid, id).map_err(map_err)?;
+    ctx.precondition
+        .check(current.as_ref().map(|b| b.modified).unwrap_or(0))?;
+    if current.is_none() {
+        return Err(DbError::NotFound);
+    }
+    let ts = w.timestamp();
+    w.tx.prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2 AND id = ?3")
+        .and_then(|mut st| st.execute(params![ctx.uid as i64, cid, id]))
+        .map_err(map_err)?;
+    touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
+    w.tx.commit().map_err(map_err)?;
+    Ok(ts)
+}
+
+pub fn delete_storage(s: &mut SqliteDb, uid: u64, pre: Precondition) -> DbResult<()> {
+    let tx = s
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let current = super::reads::storage_timestamp(&tx, uid).map_err(map_err)?;
+    pre.check(current)?;
+    for sql in [
+        "DELETE FROM bso WHERE userid = ?1",
+        "DELETE FROM user_collections WHERE userid = ?1",
+        "DELETE FROM batch_upload_items WHERE userid = ?1",
+        "DELETE FROM batch_uploads WHERE userid = ?1",
+    ] {
+        tx.prepare_cached(sql)
+            .and_then(|mut st| st.execute([uid as i64]))
+            .map_err(map_err)?;
+    }
+    tx.commit().map_err(map_err)
+}
+
+fn store_batch_items(conn: &Connection, uid: u64, batch: i64, items: &[BsoUpdate]) -> DbResult<()> {
+    let mut stmt = conn.prepare_cached(UPSERT_BATCH_ITEM).map_err(map_err)?;
+    for item in items {
+        stmt.execute(params![
+            batch,
+            uid as i64,
+            item.id,
+            item.sortindex,
+            item.payload,
+            item.payload.as_deref().map(payload_size),
+            item.ttl,
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+pub fn create_batch(
+    s: &mut SqliteDb,
+    ctx: WriteCtx,
+    items: &[BsoUpdate],
+) -> DbResult<(i64, Option<Ms>)> {
+    let w = begin(s, &ctx, true)?;
+    let cid = require_cid(&w)?;
+    ctx.precondition.check(w.last.unwrap_or(0))?;
+    check_quota(&w.tx, &ctx, items)?;
+    // As in Python: the request's 10 ms tick plus uid % 10; on a clash (two
+    // batches in one tick) take the next tick instead of failing.
+    let mut batch = ceil_tick(now_ms()) + (ctx.uid % 10) as i64;
+    loop {
+        let inserted = w
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO batch_uploads (batch, userid, collection) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![batch, ctx.uid as i64, cid]))
+            .map_err(map_err)?;
+        if inserted == 1 {
+            break;
+        }
+        batch += 10;
+    }
+    store_batch_items(&w.tx, ctx.uid, batch, items)?;
+    w.tx.commit().map_err(map_err)?;
+    Ok((batch, w.last))
+}
+
+/// Checks that `batch` is this user's, for this collection, and still open.
+fn check_batch(conn: &Connection, ctx: &WriteCtx, cid: Option<i64>, batch: i64) -> DbResult<()> {
+    let Some(cid) = cid else {
+        return Err(DbError::InvalidBatch);
+    };
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT collection FROM batch_uploads WHERE batch = ?1 AND userid = ?2")
+        .and_then(|mut st| {
+            rusqlite::OptionalExtension::optional(
+                st.query_row(params![batch, ctx.uid as i64], |r| r.get(0)),
+            )
+        })
+        .map_err(map_err)?;
+    let open = batch / 1000 + BATCH_LIFETIME_SECS >= now_ms() / 1000;
+    if found != Some(cid) || !open {
+        return Err(DbError::InvalidBatch);
+    }
+    Ok(())
+}
+
+pub fn append_batch(
+    s: &mut SqliteDb,
+    ctx: WriteCtx,
+    batch: i64,
+    items: &[BsoUpdate],
+) -> DbResult<Option<Ms>> {
+    let w = begin(s, &ctx, false)?;
+    ctx.precondition.check(w.last.unwrap_or(0))?;
+    check_batch(&w.tx, &ctx, w.cid, batch)?;
+    check_quota(&w.tx, &ctx, items)?;
+    store_batch_items(&w.tx, ctx.uid, batch, items)?;
+    w.tx.commit().map_err(map_err)?;
+    Ok(w.last)
+}
+
+pub fn commit_batch(
+    s: &mut SqliteDb,
+    ctx: WriteCtx,
+    batch: Option<i64>,
+    items: &[BsoUpdate],
+) -> DbResult<WriteOutcome> {
+    let Some(batch) = batch else {
+        // batch=true&commit=true: one request holds the whole batch.
+        return apply_direct(s, ctx, items, true);
+    };
+    let w = begin(s, &ctx, false)?;
+    ctx.precondition.check(w.last.unwrap_or(0))?;
+    check_batch(&w.tx, &ctx, w.cid, batch)?;
+    let cid = require_cid(&w)?;
+    let quota_left = check_quota(&w.tx, &ctx, items)?;
+    store_batch_items(&w.tx, ctx.uid, batch, items)?;
+    let ts = w.timestamp();
+    let stored: Vec<BsoUpdate> = {
+        let mut stmt =
+            w.tx.prepare_cached(
+                "SELECT id, sortindex, payload, ttl_offset FROM batch_upload_items
+                 WHERE batch = ?1 AND userid = ?2",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![batch, ctx.uid as i64], |r| {
+                Ok(BsoUpdate {
+                    id: r.get(0)?,
+                    sortindex: r.get(1)?,
+                    payload: r.get(2)?,
+                    ttl: r.get(3)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)?
+    };
+    for item in &stored {
+        upsert(&w.tx, ctx.uid, cid, item, ts, true).map_err(map_err)?;
+    }
+    touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
+    for sql in [
+        "DELETE FROM batch_upload_items WHERE batch = ?1 AND userid = ?2",
+        "DELETE FROM batch_uploads WHERE batch = ?1 AND userid = ?2",
+    ] {
+        w.tx.prepare_cached(sql)
+            .and_then(|mut st| st.execute(params![batch, ctx.uid as i64]))
+            .map_err(map_err)?;
+    }
+    w.tx.commit().map_err(map_err)?;
+    Ok(WriteOutcome {
+        modified: ts,
+        quota_left,
+    })
+}

@@ -1,0 +1,30 @@
+//! # syncserver-fcgi
+//!
+//! A self-hosted Firefox Sync 1.5 server (tokenserver and storage API) that runs
+//! as a synchronous FastCGI responder behind Apache or nginx, and is a drop-in
+//! replacement for Mozilla's Python `syncserver`: same `syncserver.ini`, same
+//! SQLite database, same URLs.
+//!
+//! The data path reads top to bottom:
+//!
+//! - [`fcgi`]: the FastCGI protocol (records, params as bytes, connections, listeners);
+//! - [`front`]: CGI params to a plain [`http::Request`] and back;
+//! - [`app`]: routing, the headers every response carries, errors to responses;
+//! - [`storage`]: the storage API handlers, authenticated with [`auth`];
+//! - [`db`]: the storage interface and its SQLite implementation.
+//!
+//! [`config`] turns `syncserver.ini` into typed settings; [`serve`] wires it all
+//! together at start-up.
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod fcgi;
+pub mod front;
+pub mod http;
+pub mod serve;
+pub mod storage;
+pub mod timestamp;

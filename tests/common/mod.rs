@@ -1,0 +1,393 @@
+//! Helpers shared by the end-to-end tests: start the real binary on a unix
+//! socket in a temp dir, mint tokens, sign requests with Hawk, talk FastCGI.
+#![allow(dead_code)]
+
+pub mod fcgi_client;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fcgi_client::{CgiResponse, FcgiClient};
+use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_syncserver-fcgi");
+/// The public_url every test server uses unless told otherwise.
+pub const PUBLIC_URL: &str = "http://localhost:5000";
+/// The secret every test server uses unless told otherwise.
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// A private temp directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/syncserver-fcgi-test-<pid>-<n>-<nanos>`.
+    pub fn new() -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "syncserver-fcgi-test-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A running server process; killed and reaped on drop.
+pub struct Server {
+    child: Option<Child>,
+    /// The temp dir holding the ini, database, socket and log.
+    pub dir: TempDir,
+    /// The unix socket it listens on.
+    pub socket: PathBuf,
+    /// Its public_url.
+    pub public_url: String,
+    /// Its token secret.
+    pub secret: String,
+}
+
+/// How to start a server.
+pub struct ServerSpec {
+    /// `[syncserver] public_url`.
+    pub public_url: String,
+    /// Extra lines appended to the ini (may contain more sections).
+    pub extra_ini: String,
+    /// Whether to write `secret = SECRET` into `[syncserver]`.
+    pub with_secret: bool,
+    /// `--workers`.
+    pub workers: usize,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            public_url: PUBLIC_URL.into(),
+            extra_ini: String::new(),
+            with_secret: true,
+            workers: 2,
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    /// Starts a server with the default ini plus `extra_ini`.
+    pub fn start(extra_ini: &str) -> Server {
+        Server::start_spec(ServerSpec {
+            extra_ini: extra_ini.into(),
+            ..ServerSpec::default()
+        })
+    }
+
+    /// Starts a server in a new temp dir.
+    pub fn start_spec(spec: ServerSpec) -> Server {
+        let dir = TempDir::new();
+        Server::start_in(dir, spec)
+    }
+
+    /// Starts a server in `dir` (which may already hold a database `syncserver.db`).
+    pub fn start_in(dir: TempDir, spec: ServerSpec) -> Server {
+        let ini = dir.join("syncserver.ini");
+        let mut text = format!("[syncserver]\npublic_url = {}\n", spec.public_url);
+        if spec.with_secret {
+            text.push_str(&format!("secret = {SECRET}\n"));
+        }
+        text.push_str(&spec.extra_ini);
+        text.push('\n');
+        std::fs::write(&ini, text).expect("write ini");
+        Server::start_with_ini(dir, &ini, spec.workers, &spec.env, spec.public_url)
+    }
+
+    fn start_with_ini(
+        dir: TempDir,
+        ini: &Path,
+        workers: usize,
+        env: &[(String, String)],
+        public_url: String,
+    ) -> Server {
+        let socket = dir.join("sync.sock");
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(ini)
+            .arg("serve")
+            .arg("--bind")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--workers")
+            .arg(workers.to_string())
+            .env_remove("RUST_BACKTRACE")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start server");
+        let mut server = Server {
+            child: Some(child),
+            dir,
+            socket,
+            public_url,
+            secret: SECRET.into(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if FcgiClient::connect_unix(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("server exited early ({status}):\n{}", self.log());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start:\n{}", self.log());
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("syncserver.db")
+    }
+
+    /// Sends SIGTERM and waits for the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Stops the server, keeping its directory (to restart on the same database).
+    pub fn stop(mut self) -> TempDir {
+        self.kill();
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        std::mem::forget(self);
+        dir
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The host and port of public_url (for Hawk and the Host header).
+    pub fn host_port(&self) -> (String, u16) {
+        let rest = self.public_url.split("://").nth(1).unwrap_or("");
+        let authority = rest.split('/').next().unwrap_or("");
+        let default = if self.public_url.starts_with("https") {
+            443
+        } else {
+            80
+        };
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default)),
+            None => (authority.to_string(), default),
+        }
+    }
+
+    /// The path prefix of public_url ("" or "/sync").
+    pub fn prefix(&self) -> String {
+        let rest = self.public_url.split("://").nth(1).unwrap_or("");
+        match rest.find('/') {
+            Some(i) => rest[i..].trim_end_matches('/').to_string(),
+            None => String::new(),
+        }
+    }
+
+    /// A token for `uid`, valid for an hour, naming this server's node.
+    pub fn user(&self, uid: u64) -> User {
+        self.user_expiring(uid, now() + 3600.0)
+    }
+
+    /// A token for `uid` with the given expiry.
+    pub fn user_expiring(&self, uid: u64, expires: f64) -> User {
+        let payload = TokenPayload {
+            uid,
+            node: self.public_url.trim_end_matches('/').to_string(),
+            expires: expires.floor(),
+            salt: String::new(),
+            fxa_uid: Some(format!("fxa{uid}")),
+            fxa_kid: Some("0000000000001-qqo".into()),
+            hashed_fxa_uid: Some(format!("hashed{uid}")),
+            hashed_device_id: Some("device".into()),
+        };
+        let (token, key) = mint(&self.secret, &payload);
+        User { uid, token, key }
+    }
+
+    /// Sends a raw FastCGI request with nginx-like params.
+    pub fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> CgiResponse {
+        let (host, port) = self.host_port();
+        let host_header = format!("{host}:{port}");
+        let full = format!("{}{}", self.prefix(), path_and_query);
+        let (path, query) = full.split_once('?').unwrap_or((full.as_str(), ""));
+        let len = body.len().to_string();
+        let mut params: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"REQUEST_METHOD".to_vec(), method.as_bytes().to_vec()),
+            (b"REQUEST_URI".to_vec(), full.as_bytes().to_vec()),
+            (b"QUERY_STRING".to_vec(), query.as_bytes().to_vec()),
+            (b"SCRIPT_NAME".to_vec(), path.as_bytes().to_vec()),
+            (b"REQUEST_SCHEME".to_vec(), b"http".to_vec()),
+            (b"SERVER_PORT".to_vec(), port.to_string().into_bytes()),
+            (
+                b"CONTENT_LENGTH".to_vec(),
+                if body.is_empty() {
+                    Vec::new()
+                } else {
+                    len.into_bytes()
+                },
+            ),
+        ];
+        let mut has_host = false;
+        for (name, value) in headers {
+            let cgi = match name.to_ascii_lowercase().as_str() {
+                "content-type" => "CONTENT_TYPE".to_string(),
+                n => {
+                    has_host |= n == "host";
+                    format!("HTTP_{}", n.to_ascii_uppercase().replace('-', "_"))
+                }
+            };
+            params.push((cgi.into_bytes(), value.as_bytes().to_vec()));
+        }
+        if !has_host {
+            params.push((b"HTTP_HOST".to_vec(), host_header.into_bytes()));
+        }
+        let refs: Vec<(&[u8], &[u8])> = params
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        let mut client = FcgiClient::connect_unix(&self.socket).expect("connect");
+        client.request(&refs, body, false).expect("FastCGI request")
+    }
+
+    /// A Hawk-signed request for `user` (`path_and_query` below public_url).
+    pub fn signed(
+        &self,
+        user: &User,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> CgiResponse {
+        let auth = self.hawk(user, method, path_and_query, headers, body, false);
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.push(("Authorization", &auth));
+        self.request(method, path_and_query, &all, body)
+    }
+
+    /// The Authorization header for a request (`with_hash`: include the payload hash).
+    pub fn hawk(
+        &self,
+        user: &User,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        with_hash: bool,
+    ) -> String {
+        static NONCE: AtomicU32 = AtomicU32::new(0);
+        let (host, port) = self.host_port();
+        let full = format!("{}{}", self.prefix(), path_and_query);
+        let ct = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_bytes());
+        let req = HawkRequest {
+            method,
+            path_and_query: &full,
+            host: &host,
+            port,
+            content_type: ct,
+            body,
+        };
+        let nonce = format!(
+            "n{}-{}",
+            std::process::id(),
+            NONCE.fetch_add(1, Ordering::SeqCst)
+        );
+        client_header(
+            &user.key,
+            &user.token,
+            now() as i64,
+            &nonce,
+            &req,
+            with_hash,
+        )
+    }
+
+    /// `/storage/1.5/{uid}` + `rest`.
+    pub fn storage_path(uid: u64, rest: &str) -> String {
+        format!("/storage/1.5/{uid}{rest}")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A user's credentials.
+pub struct User {
+    /// The uid.
+    pub uid: u64,
+    /// The token (Hawk id).
+    pub token: String,
+    /// The derived Hawk key.
+    pub key: String,
+}
+
+/// Parses a JSON body.
+pub fn json(resp: &CgiResponse) -> serde_json::Value {
+    serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&resp.body)))
+}
