@@ -257,7 +257,9 @@ fn secrets(ctx: &mut Ctx<'_>) -> Result<Vec<String>, ConfigError> {
         return Ok(Vec::new());
     };
     if list.is_empty() || list.iter().any(|s| s.trim().is_empty()) {
-        return Err(ConfigError::EmptySecret { origin });
+        return Err(ConfigError::EmptySecret {
+            origin: Box::new(origin),
+        });
     }
     if list.iter().any(|s| s.bytes().all(|b| b.is_ascii_digit())) {
         let msg = format!("{origin}: an all-digit secret is used as the text it is (the Python server failed every token request with it)");

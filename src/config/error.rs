@@ -83,8 +83,8 @@ pub enum ConfigError {
     },
     /// A setting has a value we cannot use.
     Invalid {
-        /// Where it was set.
-        origin: Origin,
+        /// Where it was set (boxed: keeps the error small).
+        origin: Box<Origin>,
         /// The value as written (masked for secrets, passwords removed from URIs).
         value: String,
         /// What is wrong with it.
@@ -92,15 +92,15 @@ pub enum ConfigError {
     },
     /// `sqluri` names a database other than SQLite.
     UnsupportedDatabase {
-        /// Where it was set.
-        origin: Origin,
+        /// Where it was set (boxed: keeps the error small).
+        origin: Box<Origin>,
         /// The URI with any password masked.
         uri: String,
     },
     /// `secret` is set but empty, which would let anyone forge tokens.
     EmptySecret {
-        /// Where it was set.
-        origin: Origin,
+        /// Where it was set (boxed: keeps the error small).
+        origin: Box<Origin>,
     },
 }
 
@@ -138,7 +138,7 @@ impl fmt::Display for ConfigError {
                 reason,
             } => write!(
                 f,
-                "{origin} = `{value}` cannot be used: {reason}; fix the value, or remove it to use the default"
+                "{origin} = `{value}` cannot be used: {reason}"
             ),
             ConfigError::UnsupportedDatabase { origin, uri } => write!(
                 f,

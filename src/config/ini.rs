@@ -144,13 +144,14 @@ pub enum IniErrorKind {
         /// The option name.
         key: String,
     },
-    /// A malformed `${...}` (unclosed, empty, or with more than one `:`).
+    /// A malformed `${...}`: unclosed or empty (then `reference` is empty), or with more than
+    /// one `:`.
     BadReference {
         /// The section name.
         section: String,
         /// The option name.
         key: String,
-        /// What was written inside (or after) `${`.
+        /// What was written inside `${...}`; empty when unclosed.
         reference: String,
     },
     /// `${...}` names nothing that exists.
@@ -236,10 +237,14 @@ impl fmt::Display for IniError {
                 section,
                 key,
                 reference,
-            } => write!(
-                f,
-                "[{section}] {key}: bad reference `${{{reference}`: use `${{name}}` or `${{section:option}}` (a literal `$` is written `$$`)"
-            ),
+            } => {
+                if reference.is_empty() {
+                    write!(f, "[{section}] {key}: a `${{` is empty or never closed")?;
+                } else {
+                    write!(f, "[{section}] {key}: bad reference `${{{reference}}}`")?;
+                }
+                write!(f, "; use `${{name}}` or `${{section:option}}`, and `$$` for a literal `$`")
+            }
             K::MissingReference {
                 section,
                 key,

@@ -241,6 +241,16 @@ fn bad_and_missing_references() {
 }
 
 #[test]
+fn unclosed_reference_does_not_echo_the_value() {
+    let e = err("[s]\nsecret = abc${s3cr3t-tail\n");
+    let shown = e.to_string();
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    assert!(shown.contains("never closed"), "{shown}");
+    let shown = err("[s]\nx = ${a:b:c}\n").to_string();
+    assert!(shown.contains("${a:b:c}"), "{shown}");
+}
+
+#[test]
 fn reference_loops_stop() {
     let e = err("[s]\na = ${b}\nb = ${a}\n");
     assert!(matches!(e.kind, IniErrorKind::TooDeep { .. }));

@@ -52,7 +52,7 @@ impl Resolver<'_> {
             } else if let Some(inner) = after.strip_prefix('{') {
                 let end = match inner.find('}') {
                     Some(end) if end > 0 => end,
-                    _ => return Err(site.bad_reference(inner)),
+                    _ => return Err(site.bad_reference("")),
                 };
                 let name = inner.get(..end).unwrap_or("");
                 rest = inner.get(end + 1..).unwrap_or("");
@@ -134,17 +134,12 @@ impl Site<'_> {
         }
     }
 
+    /// `reference` is empty for an unclosed `${`: what follows may be the rest of a secret.
     fn bad_reference(&self, reference: &str) -> IniErrorKind {
-        // Only the start of the text: it may run on into the rest of a secret.
-        let reference: String = reference
-            .chars()
-            .take_while(|c| *c != '\n')
-            .take(40)
-            .collect();
         IniErrorKind::BadReference {
             section: self.section.to_string(),
             key: self.key.to_string(),
-            reference,
+            reference: reference.to_string(),
         }
     }
 

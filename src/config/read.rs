@@ -64,7 +64,7 @@ impl<'a> Ctx<'a> {
             Origin::Env { var } => var.contains("SECRET"),
         };
         ConfigError::Invalid {
-            origin,
+            origin: Box::new(origin),
             value: if secret {
                 mask(value)
             } else {
@@ -115,7 +115,9 @@ impl<'a> Ctx<'a> {
             Some(n) if n >= min => Ok(Some(n)),
             _ => {
                 let raw = self.ini.get_raw(section, key).unwrap_or("");
-                let reason = format!("it must be a whole number, at least {min}");
+                let reason = format!(
+                    "it must be a whole number, at least {min} (or remove the line to use the default)"
+                );
                 Err(self.invalid(self.origin(section, key), raw, &reason))
             }
         }
@@ -156,7 +158,11 @@ impl<'a> Ctx<'a> {
             Some(b) => Ok(Some(b)),
             None => {
                 let raw = self.ini.get_raw(section, key).unwrap_or("");
-                Err(self.invalid(self.origin(section, key), raw, "it must be true or false"))
+                Err(self.invalid(
+                    self.origin(section, key),
+                    raw,
+                    "it must be true or false (or remove the line to use the default)",
+                ))
             }
         }
     }

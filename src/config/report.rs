@@ -106,12 +106,8 @@ pub fn report(s: &Settings) -> String {
             .iter()
             .filter(|n| n.level == NoteLevel::Warning)
             .count();
-        let _ = writeln!(
-            text,
-            "\nNotes ({} warnings, {} info):",
-            warnings,
-            s.notes.len() - warnings
-        );
+        let infos = s.notes.len() - warnings;
+        let _ = writeln!(text, "\nNotes (warnings: {warnings}, info: {infos}):");
         for n in &s.notes {
             let tag = match n.level {
                 NoteLevel::Warning => "warning",

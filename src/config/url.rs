@@ -54,10 +54,10 @@ impl PublicUrl {
         PublicUrl::parse_detailed(s)
             .map(|(u, _)| u)
             .map_err(|p| ConfigError::Invalid {
-                origin: Origin::Setting {
+                origin: Box::new(Origin::Setting {
                     section: "syncserver".into(),
                     key: "public_url".into(),
-                },
+                }),
                 value: s.to_string(),
                 reason: p.to_string(),
             })
@@ -188,7 +188,7 @@ pub(super) fn parse_sqluri(
 ) -> Result<ParsedSqlUri, ConfigError> {
     let uri = uri.trim();
     let invalid = |reason: &str| ConfigError::Invalid {
-        origin: origin.clone(),
+        origin: Box::new(origin.clone()),
         value: mask_uri_password(uri),
         reason: reason.to_string(),
     };
@@ -200,7 +200,7 @@ pub(super) fn parse_sqluri(
     let dialect = scheme.split('+').next().unwrap_or("").to_ascii_lowercase();
     if dialect != "sqlite" {
         return Err(ConfigError::UnsupportedDatabase {
-            origin: origin.clone(),
+            origin: Box::new(origin.clone()),
             uri: mask_uri_password(uri),
         });
     }
@@ -277,7 +277,8 @@ fn normalize(p: &Path) -> PathBuf {
             Component::CurDir => {}
             Component::ParentDir => {
                 let at_root = out.parent().is_none() && out.has_root();
-                let ends_in_parent = matches!(out.components().last(), Some(Component::ParentDir));
+                let ends_in_parent =
+                    matches!(out.components().next_back(), Some(Component::ParentDir));
                 if out.as_os_str().is_empty() || ends_in_parent {
                     out.push("..");
                 } else if !at_root {
