@@ -10,6 +10,7 @@
 //! - [`fcgi`]: the FastCGI protocol (records, params as bytes, connections, listeners);
 //! - [`front`]: CGI params to a plain [`http::Request`] and back;
 //! - [`app`]: routing, the headers every response carries, errors to responses;
+//! - [`tokenserver`]: the token endpoint (OAuth sign-in, user records);
 //! - [`storage`]: the storage API handlers, authenticated with [`auth`];
 //! - [`db`]: the storage interface and its SQLite implementation.
 //!
@@ -28,3 +29,4 @@ pub mod http;
 pub mod serve;
 pub mod storage;
 pub mod timestamp;
+pub mod tokenserver;

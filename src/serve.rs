@@ -10,10 +10,14 @@ use crate::auth::{metrics::random_secret_hex, Authenticator};
 use crate::cli::ServeOptions;
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
-use crate::db::{Pool, StorageDb};
+use crate::db::{Database, Pool};
 use crate::fcgi::{self, ServerOptions};
 use crate::front::FcgiFront;
 use crate::storage::{Limits, Storage, StorageConfig};
+use crate::tokenserver::jwt::{parse_jwks, RsaJwk};
+use crate::tokenserver::oauth::OAuthConfig;
+use crate::tokenserver::rules::Admission;
+use crate::tokenserver::{self, Tokenserver, TokenserverConfig};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -85,18 +89,19 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
         log::info!("database upgraded: {change}");
     }
     let secrets = if settings.secrets.is_empty() {
-        let fresh = random_secret_hex(32).map_err(|e| format!("cannot generate a secret: {e}"))?;
-        let stored = schema::meta_get_or_insert(&conn, "secret", &fresh)
-            .map_err(|e| format!("cannot store the generated secret: {e}"))?;
-        if stored == fresh {
-            log::info!(
-                "no secret in the configuration: generated one and stored it in the database"
-            );
-        }
-        vec![stored]
+        vec![stored_secret(&conn, "secret", "secret")?]
     } else {
         settings.secrets.clone()
     };
+    let metrics_secret = match &settings.metrics_secret {
+        Some(s) => s.clone(),
+        None => stored_secret(
+            &conn,
+            "metrics_secret",
+            "metrics secret (for hashed_fxa_uid)",
+        )?,
+    };
+    let jwks = configured_jwks(settings)?;
 
     let workers = if location == Location::Memory && workers > 1 {
         log::warn!("sqluri is :memory:, which no two workers can share: using 1 worker");
@@ -104,7 +109,7 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
     } else {
         workers
     };
-    let mut sessions: Vec<Box<dyn StorageDb>> = Vec::with_capacity(workers);
+    let mut sessions: Vec<Box<dyn Database>> = Vec::with_capacity(workers);
     if location == Location::Memory {
         sessions.push(Box::new(
             SqliteDb::from_connection(conn).map_err(|e| e.to_string())?,
@@ -117,6 +122,33 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
             ));
         }
     }
+    let pool = Arc::new(Pool::new(sessions));
+
+    let tokenserver = Tokenserver::new(
+        TokenserverConfig {
+            node_url: settings.node_url.clone(),
+            public_url: settings.public_url.url.clone(),
+            signing_secret: secrets.last().cloned().unwrap_or_default(),
+            metrics_secret,
+            token_duration: settings.token_duration,
+            admission: Admission {
+                allow_new_users: settings.allow_new_users,
+                max_users: settings.max_users,
+            },
+            allowed_users: settings.allowed_users.clone(),
+            browserid_verifier: settings.browserid_verifier.clone(),
+            audience: settings.public_url.origin(),
+            oauth: OAuthConfig {
+                verifier_url: settings.oauth_verifier.clone(),
+                identity_provider: settings.identity_provider.clone(),
+                jwks,
+                timeout: tokenserver::timeout(settings.oauth_timeout),
+                default_issuer: settings.oauth_default_issuer.clone(),
+            },
+        },
+        Arc::clone(&pool),
+    );
+    log::info!("access tokens are verified by {}", tokenserver.describe());
 
     let s = &settings.storage;
     let storage = Storage::new(
@@ -138,7 +170,7 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
             settings.expired_token_timeout,
             settings.timestamp_skew,
         ),
-        Pool::new(sessions),
+        pool,
     );
     let app = App::new(
         AppConfig {
@@ -146,8 +178,40 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
             force_wsgi_environ: settings.force_wsgi_environ,
         },
         storage,
+        tokenserver,
     );
     Ok(Built { app, workers })
+}
+
+/// A secret kept in our meta table: generated once, then shared by every
+/// worker and restart (the Python server gave each worker its own).
+fn stored_secret(conn: &rusqlite::Connection, name: &str, what: &str) -> Result<String, String> {
+    if let Ok(Some(existing)) = schema::meta_get(conn, name) {
+        return Ok(existing);
+    }
+    let fresh = random_secret_hex(32).map_err(|e| format!("cannot generate a {what}: {e}"))?;
+    let stored = schema::meta_get_or_insert(conn, name, &fresh)
+        .map_err(|e| format!("cannot store the generated {what}: {e}"))?;
+    if stored == fresh {
+        log::info!("no {what} in the configuration: generated one and stored it in the database");
+    }
+    Ok(stored)
+}
+
+/// The JWKs from `[oauth] jwks` and `jwks_file` (both may be given: rotation).
+fn configured_jwks(settings: &Settings) -> Result<Vec<RsaJwk>, String> {
+    let mut keys = Vec::new();
+    if let Some(text) = &settings.oauth_jwks {
+        keys.extend(parse_jwks(text).map_err(|e| format!("[oauth] jwks: {e}"))?);
+    }
+    if let Some(path) = &settings.oauth_jwks_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("[oauth] jwks_file {}: {e}", path.display()))?;
+        let parsed =
+            parse_jwks(&text).map_err(|e| format!("[oauth] jwks_file {}: {e}", path.display()))?;
+        keys.extend(parsed);
+    }
+    Ok(keys)
 }
 
 /// `serve`: run the FastCGI responder until SIGTERM/SIGINT.

@@ -7,6 +7,7 @@ use crate::db::DbError;
 use crate::http::Response;
 use crate::storage::{StorageError, WeaveCode};
 use crate::timestamp;
+use crate::tokenserver::TokenError;
 
 /// Retry-After for a write lock held too long by another worker.
 pub const RETRY_AFTER_BUSY: u32 = 10;
@@ -31,6 +32,14 @@ pub enum AppError {
     },
     /// A storage failure.
     Storage(StorageError),
+    /// A tokenserver failure.
+    Token(TokenError),
+}
+
+impl From<TokenError> for AppError {
+    fn from(e: TokenError) -> Self {
+        AppError::Token(e)
+    }
 }
 
 impl From<StorageError> for AppError {
@@ -72,6 +81,57 @@ pub fn to_response(err: AppError) -> Response {
             Response::json(500, body.to_string())
         }
         AppError::Storage(e) => storage(e),
+        AppError::Token(e) => token(e),
+    }
+}
+
+fn token(err: TokenError) -> Response {
+    match err {
+        TokenError::UnknownApplication => {
+            cornice(404, "url", "application", "Unsupported application")
+        }
+        TokenError::UnknownVersion(v) => cornice(404, "url", &v, "Unsupported application version"),
+        TokenError::MethodNotAllowed => zero(405).with_header("Allow", "GET, HEAD"),
+        TokenError::InvalidClientStateHeader => cornice(
+            400,
+            "header",
+            "X-Client-State",
+            "Invalid client state value",
+        ),
+        TokenError::Unauthorized {
+            status,
+            location,
+            name,
+            description,
+            why,
+        } => {
+            log::info!("token request refused (401 {status}): {why}");
+            let body = serde_json::json!({
+                "status": status,
+                "errors": [{"location": location, "name": name, "description": description}],
+            });
+            Response::json(401, body.to_string())
+        }
+        TokenError::UnsupportedScheme => {
+            cornice(401, "body", "", "Unsupported").with_header("WWW-Authenticate", "BrowserID")
+        }
+        TokenError::Unavailable(why) => {
+            log::warn!("token request answered 503: {why}");
+            cornice(503, "body", "", "Resource is not available")
+                .with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
+        }
+        TokenError::Db(e) => {
+            match e {
+                DbError::Busy => log::warn!("token request: {e}"),
+                _ => log::error!("token request: {e}"),
+            }
+            let body = serde_json::json!({
+                "status": "internal-error",
+                "errors": [{"location": "body", "name": "", "description": "Database unavailable"}],
+            });
+            Response::json(503, body.to_string())
+                .with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::http::Request;
 use crate::http::Response;
 use crate::storage::Storage;
 use crate::timestamp::{self, ceil_tick, now_ms};
+use crate::tokenserver::Tokenserver;
 use errors::AppError;
 use routes::Route;
 
@@ -36,15 +37,17 @@ pub struct AppConfig {
 pub struct App {
     config: AppConfig,
     storage: Storage,
+    tokenserver: Tokenserver,
     mismatch_logged: AtomicBool,
 }
 
 impl App {
     /// Assembles the application.
-    pub fn new(config: AppConfig, storage: Storage) -> App {
+    pub fn new(config: AppConfig, storage: Storage, tokenserver: Tokenserver) -> App {
         App {
             config,
             storage,
+            tokenserver,
             mismatch_logged: AtomicBool::new(false),
         }
     }
@@ -110,9 +113,15 @@ impl App {
                 .storage
                 .handle(req, &addressed.origin, uid, &target)
                 .map_err(AppError::from),
-            Route::NotFound | Route::Token { .. } | Route::TokenDiscovery => {
-                Err(AppError::NotFound)
-            }
+            Route::Token {
+                application,
+                version,
+            } => self
+                .tokenserver
+                .handle(req, &application, &version)
+                .map_err(AppError::from),
+            Route::TokenDiscovery if get => Ok(self.tokenserver.discovery()),
+            Route::NotFound => Err(AppError::NotFound),
             _ => Err(AppError::MethodNotAllowed("GET, HEAD")),
         };
         (label, result)

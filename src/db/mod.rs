@@ -8,10 +8,17 @@
 
 pub mod pool;
 pub mod sqlite;
+pub mod users;
 
 use crate::timestamp::Ms;
 
 pub use pool::{Pool, PooledDb};
+pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};
+
+/// A database session: storage and user records.
+pub trait Database: StorageDb + UsersDb {}
+
+impl<T: StorageDb + UsersDb> Database for T {}
 
 /// "Never expires", as stored by the Python server.
 pub const TTL_FOREVER: i64 = 2_100_000_000;

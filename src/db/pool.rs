@@ -6,18 +6,18 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use super::StorageDb;
+use super::Database;
 
 /// Sessions waiting to be used.
 pub struct Pool {
-    idle: Mutex<Vec<Box<dyn StorageDb>>>,
+    idle: Mutex<Vec<Box<dyn Database>>>,
     available: Condvar,
     size: usize,
 }
 
 impl Pool {
     /// A pool owning the given sessions.
-    pub fn new(sessions: Vec<Box<dyn StorageDb>>) -> Pool {
+    pub fn new(sessions: Vec<Box<dyn Database>>) -> Pool {
         let size = sessions.len();
         Pool {
             idle: Mutex::new(sessions),
@@ -31,7 +31,7 @@ impl Pool {
         self.size
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Box<dyn StorageDb>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Box<dyn Database>>> {
         // A panic while holding this lock cannot leave the Vec inconsistent.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -54,11 +54,11 @@ impl Pool {
 /// A session on loan; it goes back to the pool when dropped.
 pub struct PooledDb<'a> {
     pool: &'a Pool,
-    db: Option<Box<dyn StorageDb>>,
+    db: Option<Box<dyn Database>>,
 }
 
 impl Deref for PooledDb<'_> {
-    type Target = dyn StorageDb;
+    type Target = dyn Database;
     fn deref(&self) -> &Self::Target {
         // Invariant: `db` is Some until drop.
         self.db

@@ -14,6 +14,8 @@ pub mod json;
 pub mod params;
 
 use crate::auth::{Authenticator, HawkRequest, VerifiedToken};
+use std::sync::Arc;
+
 use crate::db::{Pool, Precondition, WriteCtx};
 use crate::http::{Request, Response};
 use crate::timestamp::{self, now_secs, Ms};
@@ -93,7 +95,7 @@ pub struct Origin {
 pub struct Storage {
     config: StorageConfig,
     auth: Authenticator,
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 /// One authenticated request's context, handed to the endpoint modules.
@@ -121,7 +123,7 @@ impl Ctx<'_> {
 
 impl Storage {
     /// Builds the service.
-    pub fn new(config: StorageConfig, auth: Authenticator, pool: Pool) -> Storage {
+    pub fn new(config: StorageConfig, auth: Authenticator, pool: Arc<Pool>) -> Storage {
         Storage { config, auth, pool }
     }
 

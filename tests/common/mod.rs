@@ -391,3 +391,172 @@ pub fn json(resp: &CgiResponse) -> serde_json::Value {
     serde_json::from_slice(&resp.body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&resp.body)))
 }
+
+impl Server {
+    /// A token for `uid` naming `node` instead of this server (for wrong-node tests).
+    pub fn user_for_node(&self, uid: u64, node: &str, secret: &str) -> User {
+        let payload = TokenPayload {
+            uid,
+            node: node.to_string(),
+            expires: (now() + 3600.0).floor(),
+            salt: String::new(),
+            fxa_uid: Some(format!("fxa{uid}")),
+            fxa_kid: Some("0000000000001-qqo".into()),
+            hashed_fxa_uid: Some(format!("hashed{uid}")),
+            hashed_device_id: Some("device".into()),
+        };
+        let (token, key) = mint(secret, &payload);
+        User { uid, token, key }
+    }
+
+    /// Sends a FastCGI request whose `REQUEST_URI` and `QUERY_STRING` are raw bytes
+    /// (for non-UTF-8 input); headers as in [`Server::request`].
+    pub fn request_raw_uri(
+        &self,
+        method: &str,
+        uri: &[u8],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> CgiResponse {
+        let (host, port) = self.host_port();
+        let query = match uri.iter().position(|b| *b == b'?') {
+            Some(i) => uri[i + 1..].to_vec(),
+            None => Vec::new(),
+        };
+        let mut params: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"REQUEST_METHOD".to_vec(), method.as_bytes().to_vec()),
+            (b"REQUEST_URI".to_vec(), uri.to_vec()),
+            (b"QUERY_STRING".to_vec(), query),
+            (b"REQUEST_SCHEME".to_vec(), b"http".to_vec()),
+            (b"SERVER_PORT".to_vec(), port.to_string().into_bytes()),
+            (b"HTTP_HOST".to_vec(), format!("{host}:{port}").into_bytes()),
+            (
+                b"CONTENT_LENGTH".to_vec(),
+                body.len().to_string().into_bytes(),
+            ),
+        ];
+        for (name, value) in headers {
+            let cgi = match name.to_ascii_lowercase().as_str() {
+                "content-type" => "CONTENT_TYPE".to_string(),
+                n => format!("HTTP_{}", n.to_ascii_uppercase().replace('-', "_")),
+            };
+            params.push((cgi.into_bytes(), value.as_bytes().to_vec()));
+        }
+        let refs: Vec<(&[u8], &[u8])> = params
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        let mut client = FcgiClient::connect_unix(&self.socket).expect("connect");
+        client.request(&refs, body, false).expect("FastCGI request")
+    }
+}
+
+/// One user's view of a server: paths are relative to `/storage/1.5/{uid}`.
+pub struct Session<'a> {
+    /// The server.
+    pub server: &'a Server,
+    /// The user's credentials.
+    pub user: User,
+}
+
+impl<'a> Session<'a> {
+    /// A session for `uid` with a fresh token.
+    pub fn new(server: &'a Server, uid: u64) -> Session<'a> {
+        Session {
+            server,
+            user: server.user(uid),
+        }
+    }
+
+    /// The full path (below public_url) of `rest`.
+    pub fn path(&self, rest: &str) -> String {
+        Server::storage_path(self.user.uid, rest)
+    }
+
+    /// A signed request to `rest`.
+    pub fn send(
+        &self,
+        method: &str,
+        rest: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> CgiResponse {
+        self.server
+            .signed(&self.user, method, &self.path(rest), headers, body)
+    }
+
+    /// A signed GET.
+    pub fn get(&self, rest: &str) -> CgiResponse {
+        self.send("GET", rest, &[], b"")
+    }
+
+    /// A signed GET with extra headers.
+    pub fn get_with(&self, rest: &str, headers: &[(&str, &str)]) -> CgiResponse {
+        self.send("GET", rest, headers, b"")
+    }
+
+    /// A signed PUT of a JSON body.
+    pub fn put(&self, rest: &str, body: &str) -> CgiResponse {
+        self.send("PUT", rest, &JSON_CT, body.as_bytes())
+    }
+
+    /// A signed POST of a JSON body.
+    pub fn post(&self, rest: &str, body: &str) -> CgiResponse {
+        self.send("POST", rest, &JSON_CT, body.as_bytes())
+    }
+
+    /// A signed DELETE.
+    pub fn delete(&self, rest: &str) -> CgiResponse {
+        self.send("DELETE", rest, &[], b"")
+    }
+
+    /// A GET that must succeed, parsed as JSON.
+    pub fn get_json(&self, rest: &str) -> serde_json::Value {
+        let r = self.get(rest);
+        assert_eq!(r.status, 200, "GET {rest}: {}", r.text());
+        json(&r)
+    }
+}
+
+/// `Content-Type: application/json`.
+pub const JSON_CT: [(&str, &str); 1] = [("Content-Type", "application/json")];
+
+/// Milliseconds of a two-decimal wire timestamp (`"1795866752.43"`); panics on
+/// any other form, so it also checks the format.
+pub fn ms(ts: &str) -> i64 {
+    let (secs, frac) = ts
+        .split_once('.')
+        .unwrap_or_else(|| panic!("timestamp without decimals: {ts:?}"));
+    assert_eq!(frac.len(), 2, "timestamp not two decimals: {ts:?}");
+    secs.parse::<i64>().expect("seconds") * 1000 + frac.parse::<i64>().expect("decimals") * 10
+}
+
+/// A header that must be present.
+pub fn hdr<'r>(resp: &'r CgiResponse, name: &str) -> &'r str {
+    resp.header(name)
+        .unwrap_or_else(|| panic!("no {name} header in {:?}", resp.headers))
+}
+
+/// Asserts status and exact body.
+#[track_caller]
+pub fn assert_resp(resp: &CgiResponse, status: u16, body: &str) {
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (status, body),
+        "headers: {:?}",
+        resp.headers
+    );
+}
+
+/// The raw text of the number after `"key": ` in a JSON body (serde would
+/// print `1.40` back as `1.4`; this keeps the exact wire form).
+pub fn raw_num(text: &str, key: &str) -> String {
+    let needle = format!("\"{key}\": ");
+    let at = text
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key:?} in {text}"));
+    text[at + needle.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect()
+}

@@ -7,6 +7,7 @@
 mod collections;
 mod reads;
 pub mod schema;
+pub mod users;
 mod writes;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,213 @@
+//! The `users` table as the Python server's static-node backend used it.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::{map_err, SqliteDb};
+use crate::db::{DbResult, NewUser, UserPlan, UserRecord, UserState, UsersDb};
+
+/// The service string stored in `users.service`.
+pub const SERVICE: &str = "sync-1.5";
+
+fn rows(conn: &Connection, email: &str) -> rusqlite::Result<Vec<UserRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT uid, generation, client_state, keys_changed_at, created_at, replaced_at
+         FROM users WHERE email = ?1 AND service = ?2
+         ORDER BY created_at DESC, uid DESC LIMIT 20",
+    )?;
+    let rows = stmt.query_map(params![email, SERVICE], |r| {
+        Ok(UserRecord {
+            uid: r.get(0)?,
+            generation: r.get(1)?,
+            client_state: r.get(2)?,
+            keys_changed_at: r.get(3)?,
+            created_at: r.get(4)?,
+            replaced_at: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn accounts(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT COUNT(DISTINCT email) FROM users WHERE service = ?1 AND replaced_at IS NULL",
+    )?
+    .query_row([SERVICE], |r| r.get(0))
+}
+
+fn insert(conn: &Connection, email: &str, new: &NewUser, now_ms: i64) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO users (service, email, generation, client_state, created_at, replaced_at,
+                            keys_changed_at, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+    )?
+    .execute(params![
+        SERVICE,
+        email,
+        new.generation,
+        new.client_state,
+        now_ms,
+        new.keys_changed_at,
+        new.node
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+impl UsersDb for SqliteDb {
+    fn token_user(
+        &mut self,
+        email: &str,
+        now_ms: i64,
+        decide: &mut dyn FnMut(&UserState) -> UserPlan,
+    ) -> DbResult<Option<UserRecord>> {
+        let tx = self
+            .connection()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let mut existing = rows(&tx, email).map_err(map_err)?;
+        // Older rows that were never marked replaced (as the Python server did on read).
+        if let Some(current) = existing.first().cloned() {
+            for old in existing
+                .iter_mut()
+                .skip(1)
+                .filter(|r| r.replaced_at.is_none())
+            {
+                tx.prepare_cached("UPDATE users SET replaced_at = ?1 WHERE uid = ?2")
+                    .and_then(|mut st| st.execute(params![current.created_at, old.uid]))
+                    .map_err(map_err)?;
+                old.replaced_at = Some(current.created_at);
+            }
+        }
+        let accounts = if existing.is_empty() {
+            accounts(&tx).map_err(map_err)?
+        } else {
+            0
+        };
+        let plan = decide(&UserState {
+            rows: &existing,
+            accounts,
+        });
+        let current = match plan {
+            UserPlan::Reject => return Ok(None),
+            UserPlan::Keep => existing.first().cloned(),
+            UserPlan::Create(new) => {
+                // created_at must order after every other row of the account.
+                let uid = insert(&tx, email, &new, now_ms).map_err(map_err)?;
+                Some(record(uid, &new, now_ms))
+            }
+            UserPlan::Replace(new) => {
+                let created = existing
+                    .first()
+                    .map(|r| r.created_at + 1)
+                    .unwrap_or(now_ms)
+                    .max(now_ms);
+                let uid = insert(&tx, email, &new, created).map_err(map_err)?;
+                tx.prepare_cached(
+                    "UPDATE users SET replaced_at = ?1
+                     WHERE service = ?2 AND email = ?3 AND replaced_at IS NULL AND uid != ?4",
+                )
+                .and_then(|mut st| st.execute(params![created, SERVICE, email, uid]))
+                .map_err(map_err)?;
+                Some(record(uid, &new, created))
+            }
+            UserPlan::Update {
+                uid,
+                generation,
+                keys_changed_at,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE users SET generation = ?1, keys_changed_at = ?2 WHERE uid = ?3",
+                )
+                .and_then(|mut st| st.execute(params![generation, keys_changed_at, uid]))
+                .map_err(map_err)?;
+                existing.first().cloned().map(|r| UserRecord {
+                    generation,
+                    keys_changed_at,
+                    ..r
+                })
+            }
+        };
+        tx.commit().map_err(map_err)?;
+        Ok(current)
+    }
+}
+
+fn record(uid: i64, new: &NewUser, created_at: i64) -> UserRecord {
+    UserRecord {
+        uid,
+        generation: new.generation,
+        client_state: new.client_state.clone(),
+        keys_changed_at: new.keys_changed_at,
+        created_at,
+        replaced_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::sqlite::{schema, Location};
+
+    fn db() -> SqliteDb {
+        let (mut conn, _) = crate::db::sqlite::prepare(&Location::Memory).unwrap();
+        schema::ensure(&mut conn).unwrap();
+        SqliteDb::from_connection(conn).unwrap()
+    }
+
+    fn new(cs: &str, generation: i64) -> NewUser {
+        NewUser {
+            generation,
+            client_state: cs.into(),
+            keys_changed_at: Some(generation),
+            node: "http://n".into(),
+        }
+    }
+
+    #[test]
+    fn create_keep_replace() {
+        let mut db = db();
+        let first = db
+            .token_user("a@b", 1000, &mut |s| {
+                assert!(s.rows.is_empty());
+                UserPlan::Create(new("aa", 1))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.uid, 1);
+        let kept = db
+            .token_user("a@b", 2000, &mut |s| {
+                assert_eq!(s.rows.len(), 1);
+                UserPlan::Keep
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept, first);
+        let replaced = db
+            .token_user("a@b", 1000, &mut |_| UserPlan::Replace(new("bb", 2)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(replaced.uid, 2);
+        assert!(replaced.created_at > first.created_at);
+        db.token_user("a@b", 3000, &mut |s| {
+            assert_eq!(s.rows[0].uid, 2);
+            assert_eq!(s.rows[1].replaced_at, Some(replaced.created_at));
+            UserPlan::Keep
+        })
+        .unwrap();
+        assert_eq!(
+            db.token_user("a@b", 1, &mut |_| UserPlan::Reject).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn counts_accounts_for_new_ones() {
+        let mut db = db();
+        db.token_user("a@b", 1, &mut |_| UserPlan::Create(new("", 0)))
+            .unwrap();
+        db.token_user("c@d", 1, &mut |s| {
+            assert_eq!(s.accounts, 1);
+            UserPlan::Reject
+        })
+        .unwrap();
+    }
+}

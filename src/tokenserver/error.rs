@@ -1,0 +1,55 @@
+//! Tokenserver failures; turned into HTTP in `crate::app::errors`.
+
+use crate::db::DbError;
+
+/// A tokenserver request's failure. Bodies are the cornice-style JSON both
+/// references send: `{"status": S, "errors": [{"location", "name", "description"}]}`.
+#[derive(Debug)]
+pub enum TokenError {
+    /// Unknown application (404).
+    UnknownApplication,
+    /// Unknown version (404, `name` is the version).
+    UnknownVersion(String),
+    /// Not GET/HEAD (405).
+    MethodNotAllowed,
+    /// Bad `X-Client-State` (400).
+    InvalidClientStateHeader,
+    /// A refusal (401) with its status string, location, name and description.
+    Unauthorized {
+        /// `status`, e.g. `invalid-credentials`.
+        status: &'static str,
+        /// `location`.
+        location: &'static str,
+        /// `name`.
+        name: &'static str,
+        /// `description`.
+        description: &'static str,
+        /// Why, for the log only.
+        why: String,
+    },
+    /// An unsupported Authorization scheme (401 `Unsupported` + WWW-Authenticate).
+    UnsupportedScheme,
+    /// The account server could not be asked (503); the text is for the log.
+    Unavailable(String),
+    /// The database failed.
+    Db(DbError),
+}
+
+impl TokenError {
+    /// A plain 401 with `location: body`, `description: Unauthorized`.
+    pub fn unauthorized(status: &'static str, why: impl Into<String>) -> TokenError {
+        TokenError::Unauthorized {
+            status,
+            location: "body",
+            name: "",
+            description: "Unauthorized",
+            why: why.into(),
+        }
+    }
+}
+
+impl From<DbError> for TokenError {
+    fn from(e: DbError) -> Self {
+        TokenError::Db(e)
+    }
+}

@@ -1,0 +1,447 @@
+//! Verifying FxA OAuth access tokens: JWTs locally against JWKs (configured,
+//! or fetched from the account server and cached), opaque tokens remotely
+//! through `POST /v1/verify`. Every network call has a timeout; an account
+//! server that is down answers `Unavailable` (503), never a hang.
+
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::jwt::{self, JwtError, RsaJwk};
+use crate::timestamp::now_secs;
+
+/// The scope a Sync access token must carry.
+pub const OLDSYNC_SCOPE: &str = "https://identity.mozilla.com/apps/oldsync";
+/// Mozilla's production OAuth server.
+pub const PRODUCTION_OAUTH: &str = "https://oauth.accounts.firefox.com/v1";
+/// The email domain (issuer) of Mozilla's production accounts.
+pub const PRODUCTION_ISSUER: &str = "api.accounts.firefox.com";
+/// Never refetch JWKs more often than this, whatever tokens arrive.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How to reach the account server.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthConfig {
+    /// `oauth_verifier`: the OAuth server URL.
+    pub verifier_url: Option<String>,
+    /// `identity_provider`: where `/.well-known/fxa-client-configuration` lives.
+    pub identity_provider: Option<String>,
+    /// Keys from the configuration; when set, no keys are fetched.
+    pub jwks: Vec<RsaJwk>,
+    /// Network timeout.
+    pub timeout: Duration,
+    /// `[oauth] default_issuer`: the domain of stored emails.
+    pub default_issuer: Option<String>,
+}
+
+/// A verified access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The account uid (`sub`).
+    pub user: String,
+    /// `fxa-generation`, when present.
+    pub generation: Option<i64>,
+    /// The email domain users of this account server are stored under.
+    pub issuer: String,
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    /// Bad, expired, wrongly signed or wrongly scoped (401 invalid-credentials).
+    Invalid(String),
+    /// `fxa-generation` is not an integer (401 invalid-generation).
+    InvalidGeneration,
+    /// The account server could not be asked (503).
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone)]
+struct Endpoints {
+    server: String,
+    issuer: String,
+}
+
+#[derive(Default)]
+struct FetchedKeys {
+    keys: Vec<RsaJwk>,
+    fetched: Option<Instant>,
+}
+
+/// The verifier, shared by all workers.
+pub struct OAuthVerifier {
+    config: OAuthConfig,
+    agent: ureq::Agent,
+    endpoints: Mutex<Option<Endpoints>>,
+    fetched: RwLock<FetchedKeys>,
+}
+
+fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn with_v1(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.ends_with("/v1") {
+        url.to_string()
+    } else {
+        format!("{url}/v1")
+    }
+}
+
+/// Whether a token's scopes cover `target` (exact, or a parent URL scope;
+/// `:write` suffixes allowed), as FxA matches them.
+pub fn covers(scopes: &[&str], target: &str) -> bool {
+    scopes.iter().any(|s| {
+        let s = s.strip_suffix(":write").unwrap_or(s);
+        s == target || (s.starts_with("https://") && target.starts_with(&format!("{s}/")))
+    })
+}
+
+impl OAuthVerifier {
+    /// A verifier; nothing is fetched until the first token arrives.
+    pub fn new(config: OAuthConfig) -> OAuthVerifier {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(config.timeout)
+            .user_agent(concat!("syncserver-fcgi/", env!("CARGO_PKG_VERSION")))
+            .build();
+        OAuthVerifier {
+            config,
+            agent,
+            endpoints: Mutex::new(None),
+            fetched: RwLock::new(FetchedKeys::default()),
+        }
+    }
+
+    /// The OAuth server URL (ending in /v1), if it is known without a fetch.
+    pub fn describe(&self) -> String {
+        match (&self.config.verifier_url, &self.config.identity_provider) {
+            (Some(v), _) => with_v1(v),
+            (None, Some(idp)) => format!("from {idp}"),
+            (None, None) => PRODUCTION_OAUTH.to_string(),
+        }
+    }
+
+    fn endpoints(&self) -> Result<Endpoints, OAuthError> {
+        let mut cached = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = cached.as_ref() {
+            return Ok(e.clone());
+        }
+        let resolved = self.resolve_endpoints()?;
+        *cached = Some(resolved.clone());
+        Ok(resolved)
+    }
+
+    fn resolve_endpoints(&self) -> Result<Endpoints, OAuthError> {
+        let issuer_for = |server: &str| {
+            self.config.default_issuer.clone().unwrap_or_else(|| {
+                if host_of(server) == "oauth.accounts.firefox.com" {
+                    PRODUCTION_ISSUER.to_string()
+                } else {
+                    host_of(server)
+                }
+            })
+        };
+        if let Some(url) = &self.config.verifier_url {
+            let server = with_v1(url);
+            return Ok(Endpoints {
+                issuer: issuer_for(&server),
+                server,
+            });
+        }
+        let Some(idp) = &self.config.identity_provider else {
+            return Ok(Endpoints {
+                server: PRODUCTION_OAUTH.into(),
+                issuer: issuer_for(PRODUCTION_OAUTH),
+            });
+        };
+        // Mozilla's own accounts need no discovery (and no network at start).
+        if host_of(idp) == "accounts.firefox.com" {
+            return Ok(Endpoints {
+                server: PRODUCTION_OAUTH.into(),
+                issuer: issuer_for(PRODUCTION_OAUTH),
+            });
+        }
+        let url = format!(
+            "{}/.well-known/fxa-client-configuration",
+            idp.trim_end_matches('/')
+        );
+        let doc = self.get_json(&url)?;
+        let oauth = doc
+            .get("oauth_server_base_url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                OAuthError::Unavailable(format!("{url} has no oauth_server_base_url"))
+            })?;
+        let issuer = match (
+            &self.config.default_issuer,
+            doc.get("auth_server_base_url").and_then(Value::as_str),
+        ) {
+            (Some(i), _) => i.clone(),
+            (None, Some(auth)) => host_of(auth),
+            (None, None) => host_of(oauth),
+        };
+        Ok(Endpoints {
+            server: with_v1(oauth),
+            issuer,
+        })
+    }
+
+    fn get_json(&self, url: &str) -> Result<Value, OAuthError> {
+        let resp = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| unavailable(url, e))?;
+        let text = resp
+            .into_string()
+            .map_err(|e| OAuthError::Unavailable(format!("{url}: {e}")))?;
+        serde_json::from_str(&text)
+            .map_err(|_| OAuthError::Unavailable(format!("{url} did not answer JSON")))
+    }
+
+    /// Verifies an access token for the oldsync scope.
+    pub fn verify(&self, token: &str) -> Result<Access, OAuthError> {
+        let endpoints = self.endpoints()?;
+        match jwt::kid(token) {
+            Err(_) => self.verify_remote(token, &endpoints),
+            Ok(kid) => self.verify_jwt(token, kid.as_deref(), &endpoints),
+        }
+    }
+
+    fn verify_jwt(
+        &self,
+        token: &str,
+        kid: Option<&str>,
+        ep: &Endpoints,
+    ) -> Result<Access, OAuthError> {
+        let verified = if self.config.jwks.is_empty() {
+            let keys = self.remote_keys(kid, ep, false)?;
+            match jwt::verify(token, &keys) {
+                // A key rotation: fetch again (rate-limited) before refusing.
+                Err(JwtError::UnknownKey) => jwt::verify(token, &self.remote_keys(kid, ep, true)?),
+                other => other,
+            }
+        } else {
+            jwt::verify(token, &self.config.jwks)
+        }
+        .map_err(|e| OAuthError::Invalid(format!("access token refused: {e:?}")))?;
+        let claims = &verified.claims;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| invalid("no exp"))?;
+        if exp <= now_secs() {
+            return Err(invalid("access token expired"));
+        }
+        let scopes: Vec<&str> = match claims.get("scope") {
+            Some(Value::String(s)) => s.split_whitespace().collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !covers(&scopes, OLDSYNC_SCOPE) {
+            return Err(invalid("access token lacks the oldsync scope"));
+        }
+        let user = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("no sub"))?;
+        Ok(Access {
+            user: user.to_string(),
+            generation: generation(claims.get("fxa-generation"))?,
+            issuer: ep.issuer.clone(),
+        })
+    }
+
+    fn remote_keys(
+        &self,
+        kid: Option<&str>,
+        ep: &Endpoints,
+        force: bool,
+    ) -> Result<Vec<RsaJwk>, OAuthError> {
+        {
+            let f = self.fetched.read().unwrap_or_else(|e| e.into_inner());
+            let has_kid =
+                kid.is_none_or(|k| f.keys.iter().any(|key| key.kid.as_deref() == Some(k)));
+            if f.fetched.is_some() && has_kid && !force {
+                return Ok(f.keys.clone());
+            }
+            let recent = f
+                .fetched
+                .is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL);
+            if recent && !f.keys.is_empty() {
+                return Ok(f.keys.clone());
+            }
+        }
+        let url = format!("{}/jwks", ep.server);
+        let fetched = self.get_json(&url).and_then(|doc| {
+            jwt::parse_jwks(&doc.to_string())
+                .map_err(|e| OAuthError::Unavailable(format!("{url} answered {e}")))
+        });
+        let mut f = self.fetched.write().unwrap_or_else(|e| e.into_inner());
+        match fetched {
+            Ok(keys) => {
+                log::info!("fetched {} signing key(s) from {url}", keys.len());
+                f.keys = keys;
+                f.fetched = Some(Instant::now());
+                Ok(f.keys.clone())
+            }
+            // Keep serving with the keys we have if a refresh fails.
+            Err(e) if !f.keys.is_empty() => {
+                log::warn!("could not refresh signing keys: {e:?}");
+                Ok(f.keys.clone())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_remote(&self, token: &str, ep: &Endpoints) -> Result<Access, OAuthError> {
+        let url = format!("{}/verify", ep.server);
+        let resp = self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&json!({ "token": token }).to_string());
+        let resp = match resp {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, _)) if (400..500).contains(&code) => {
+                return Err(invalid(&format!(
+                    "the account server refused the token ({code})"
+                )));
+            }
+            Err(e) => return Err(unavailable(&url, e)),
+        };
+        let body: Value = resp
+            .into_string()
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| OAuthError::Unavailable(format!("{url} did not answer JSON")))?;
+        let user = body
+            .get("user")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| OAuthError::Unavailable(format!("{url} answered without a user")))?;
+        let scopes: Vec<&str> = match body.get("scope") {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(s)) => s.split_whitespace().collect(),
+            _ => Vec::new(),
+        };
+        if !covers(&scopes, OLDSYNC_SCOPE) {
+            return Err(invalid("access token lacks the oldsync scope"));
+        }
+        Ok(Access {
+            user: user.to_string(),
+            generation: generation(
+                body.get("generation")
+                    .or_else(|| body.get("fxa-generation")),
+            )?,
+            issuer: body
+                .get("issuer")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| ep.issuer.clone()),
+        })
+    }
+}
+
+fn invalid(why: &str) -> OAuthError {
+    OAuthError::Invalid(why.to_string())
+}
+
+fn unavailable(url: &str, e: ureq::Error) -> OAuthError {
+    OAuthError::Unavailable(match e {
+        ureq::Error::Status(code, _) => format!("{url} answered {code}"),
+        ureq::Error::Transport(t) => format!("{url}: {t}"),
+    })
+}
+
+/// `fxa-generation`: absent is fine, anything but an integer is not.
+fn generation(v: Option<&Value>) -> Result<Option<i64>, OAuthError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(OAuthError::InvalidGeneration),
+        Some(_) => Err(OAuthError::InvalidGeneration),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_matching() {
+        assert!(covers(&[OLDSYNC_SCOPE], OLDSYNC_SCOPE));
+        assert!(covers(
+            &["profile", "https://identity.mozilla.com/apps/oldsync:write"],
+            OLDSYNC_SCOPE
+        ));
+        assert!(covers(
+            &["https://identity.mozilla.com/apps"],
+            OLDSYNC_SCOPE
+        ));
+        assert!(!covers(
+            &["https://identity.mozilla.com/apps/old"],
+            OLDSYNC_SCOPE
+        ));
+        assert!(!covers(&["profile"], OLDSYNC_SCOPE));
+        assert!(!covers(&[], OLDSYNC_SCOPE));
+    }
+
+    #[test]
+    fn generations() {
+        assert_eq!(generation(None), Ok(None));
+        assert_eq!(generation(Some(&json!(12))), Ok(Some(12)));
+        for bad in [json!("12"), json!(null), json!([1]), json!(1.5)] {
+            assert_eq!(
+                generation(Some(&bad)),
+                Err(OAuthError::InvalidGeneration),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_without_network() {
+        let v = OAuthVerifier::new(OAuthConfig {
+            identity_provider: Some("https://accounts.firefox.com/".into()),
+            timeout: Duration::from_secs(1),
+            ..OAuthConfig::default()
+        });
+        let e = v.endpoints().unwrap();
+        assert_eq!(
+            (e.server.as_str(), e.issuer.as_str()),
+            (PRODUCTION_OAUTH, PRODUCTION_ISSUER)
+        );
+        let v = OAuthVerifier::new(OAuthConfig {
+            verifier_url: Some("http://127.0.0.1:9/".into()),
+            timeout: Duration::from_secs(1),
+            ..OAuthConfig::default()
+        });
+        let e = v.endpoints().unwrap();
+        assert_eq!(
+            (e.server.as_str(), e.issuer.as_str()),
+            ("http://127.0.0.1:9/v1", "127.0.0.1:9")
+        );
+    }
+
+    #[test]
+    fn unreachable_server_is_unavailable() {
+        let v = OAuthVerifier::new(OAuthConfig {
+            verifier_url: Some("http://127.0.0.1:9".into()),
+            timeout: Duration::from_secs(2),
+            ..OAuthConfig::default()
+        });
+        assert!(matches!(
+            v.verify("opaque-token"),
+            Err(OAuthError::Unavailable(_))
+        ));
+    }
+}
