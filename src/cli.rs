@@ -27,6 +27,8 @@ Options of serve:
   --socket-mode MODE  permissions of a unix socket we create, octal (default 660)
   --workers N         requests handled at once, one database session each (default 4)
   --max-connections N web-server connections held open at once (default 64)
+  --http HOST:PORT    serve plain HTTP instead of FastCGI, for trying the server out
+                      locally (e.g. --http 127.0.0.1:5000); not for production
 
 Environment: RUST_LOG overrides the log level ([syncserver] loglevel, default info).";
 
@@ -41,6 +43,8 @@ pub struct ServeOptions {
     pub workers: usize,
     /// `--max-connections`.
     pub max_connections: usize,
+    /// `--http HOST:PORT`: the local trial listener instead of FastCGI.
+    pub http: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -50,6 +54,7 @@ impl Default for ServeOptions {
             socket_mode: 0o660,
             workers: 4,
             max_connections: 64,
+            http: None,
         }
     }
 }
@@ -132,6 +137,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
                     })?;
             }
             "--workers" => options.workers = number(flag, &value()?)?,
+            "--http" => options.http = Some(value()?),
             "--max-connections" => options.max_connections = number(flag, &value()?)?,
             "--help" | "-h" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),

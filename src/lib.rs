@@ -23,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod devhttp;
 pub mod fcgi;
 pub mod front;
 pub mod http;

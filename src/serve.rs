@@ -11,6 +11,7 @@ use crate::cli::ServeOptions;
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
 use crate::db::{Database, Pool};
+use crate::devhttp;
 use crate::fcgi::{self, ServerOptions};
 use crate::front::FcgiFront;
 use crate::storage::{Limits, Storage, StorageConfig};
@@ -227,13 +228,17 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
             NoteLevel::Info => log::info!("config: {}", note.message),
         }
     }
-    let listener = match fcgi::open_listener(options.bind.as_ref(), options.socket_mode) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("syncserver-fcgi: {e}");
-            return ExitCode::from(2);
-        }
+    // The local trial listener needs no FastCGI socket.
+    let listener = match &options.http {
+        Some(_) => None,
+        None => match fcgi::open_listener(options.bind.as_ref(), options.socket_mode) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("syncserver-fcgi: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let built = match build(&settings, options.workers) {
         Ok(b) => b,
@@ -243,28 +248,43 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    log::info!(
-        "serving {} on {} with {} worker(s); database {:?}",
-        settings.public_url.url,
-        listener.describe(),
-        built.workers,
-        settings.database
-    );
     let shutdown = fcgi::install_signal_handlers();
-    let opts = ServerOptions {
-        max_connections: options.max_connections.max(built.workers),
-        // A little slack over max_request_bytes: the app answers 413 itself.
-        max_body: settings.storage.max_request_bytes as usize,
-        ..ServerOptions::default()
-    };
+    let max_body = settings.storage.max_request_bytes as usize;
     let app = Arc::new(built.app);
-    match fcgi::serve(listener, Arc::new(FcgiFront(app)), opts, shutdown) {
+    let result = match (listener, &options.http) {
+        (Some(listener), _) => {
+            log::info!(
+                "serving {} on {} with {} worker(s); database {:?}",
+                settings.public_url.url,
+                listener.describe(),
+                built.workers,
+                settings.database
+            );
+            let opts = ServerOptions {
+                max_connections: options.max_connections.max(built.workers),
+                max_body,
+                ..ServerOptions::default()
+            };
+            fcgi::serve(listener, Arc::new(FcgiFront(app)), opts, shutdown)
+                .map_err(|e| e.to_string())
+        }
+        (None, Some(addr)) => {
+            log::warn!(
+                "serving {} over plain HTTP on {addr} for local trials; use nginx or Apache (FastCGI) in production",
+                settings.public_url.url
+            );
+            devhttp::serve(addr, app, built.workers, max_body, shutdown).map_err(|e| e.to_string())
+        }
+        (None, None) => Err("no listener".to_string()),
+    };
+    match result {
         Ok(()) => {
             log::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
             log::error!("server failed: {e}");
+            eprintln!("syncserver-fcgi: {e}");
             ExitCode::from(1)
         }
     }

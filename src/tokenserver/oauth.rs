@@ -17,7 +17,7 @@ pub const OLDSYNC_SCOPE: &str = "https://identity.mozilla.com/apps/oldsync";
 pub const PRODUCTION_OAUTH: &str = "https://oauth.accounts.firefox.com/v1";
 /// The email domain (issuer) of Mozilla's production accounts.
 pub const PRODUCTION_ISSUER: &str = "api.accounts.firefox.com";
-/// Never refetch JWKs more often than this, whatever tokens arrive.
+/// Refetch JWKs for unknown `kid`s at most this often, whatever tokens arrive.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How to reach the account server.
@@ -67,6 +67,8 @@ struct Endpoints {
 struct FetchedKeys {
     keys: Vec<RsaJwk>,
     fetched: Option<Instant>,
+    /// When an unknown `kid` last made us fetch again.
+    last_refetch: Option<Instant>,
 }
 
 /// The verifier, shared by all workers.
@@ -75,6 +77,7 @@ pub struct OAuthVerifier {
     agent: ureq::Agent,
     endpoints: Mutex<Option<Endpoints>>,
     fetched: RwLock<FetchedKeys>,
+    fetching: Mutex<()>,
 }
 
 fn host_of(url: &str) -> String {
@@ -117,6 +120,7 @@ impl OAuthVerifier {
             agent,
             endpoints: Mutex::new(None),
             fetched: RwLock::new(FetchedKeys::default()),
+            fetching: Mutex::new(()),
         }
     }
 
@@ -223,12 +227,7 @@ impl OAuthVerifier {
         ep: &Endpoints,
     ) -> Result<Access, OAuthError> {
         let verified = if self.config.jwks.is_empty() {
-            let keys = self.remote_keys(kid, ep, false)?;
-            match jwt::verify(token, &keys) {
-                // A key rotation: fetch again (rate-limited) before refusing.
-                Err(JwtError::UnknownKey) => jwt::verify(token, &self.remote_keys(kid, ep, true)?),
-                other => other,
-            }
+            jwt::verify(token, &self.remote_keys(kid, ep)?)
         } else {
             jwt::verify(token, &self.config.jwks)
         }
@@ -261,32 +260,41 @@ impl OAuthVerifier {
         })
     }
 
-    fn remote_keys(
-        &self,
-        kid: Option<&str>,
-        ep: &Endpoints,
-        force: bool,
-    ) -> Result<Vec<RsaJwk>, OAuthError> {
-        {
-            let f = self.fetched.read().unwrap_or_else(|e| e.into_inner());
+    /// The fetched keys, fetching them first when none are cached, or when
+    /// `kid` is unknown (a key rotation). Unknown-kid refetches are limited to
+    /// one per [`JWKS_REFETCH_INTERVAL`], so junk kids cannot make us hammer the
+    /// account server; the first one after a fetch goes through at once, so a
+    /// real rotation is picked up without waiting.
+    fn remote_keys(&self, kid: Option<&str>, ep: &Endpoints) -> Result<Vec<RsaJwk>, OAuthError> {
+        let cached = |f: &FetchedKeys| {
             let has_kid =
                 kid.is_none_or(|k| f.keys.iter().any(|key| key.kid.as_deref() == Some(k)));
-            if f.fetched.is_some() && has_kid && !force {
-                return Ok(f.keys.clone());
-            }
-            let recent = f
-                .fetched
+            let throttled = f
+                .last_refetch
                 .is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL);
-            if recent && !f.keys.is_empty() {
-                return Ok(f.keys.clone());
-            }
+            (f.fetched.is_some() && (has_kid || throttled)).then(|| f.keys.clone())
+        };
+        if let Some(keys) = cached(&self.fetched.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(keys);
         }
+        // One fetch at a time: requests that waited here use its result.
+        let _one = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        let refetch = {
+            let f = self.fetched.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(keys) = cached(&f) {
+                return Ok(keys);
+            }
+            f.fetched.is_some()
+        };
         let url = format!("{}/jwks", ep.server);
         let fetched = self.get_json(&url).and_then(|doc| {
             jwt::parse_jwks(&doc.to_string())
                 .map_err(|e| OAuthError::Unavailable(format!("{url} answered {e}")))
         });
         let mut f = self.fetched.write().unwrap_or_else(|e| e.into_inner());
+        if refetch {
+            f.last_refetch = Some(Instant::now());
+        }
         match fetched {
             Ok(keys) => {
                 log::info!("fetched {} signing key(s) from {url}", keys.len());
