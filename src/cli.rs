@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use crate::admin::PurgeOptions;
 use crate::fcgi::BindAddr;
 
 /// The usage text shown by `--help` and on errors.
@@ -14,23 +16,78 @@ A Firefox Sync 1.5 server (tokenserver + storage) as a FastCGI responder.
 Commands:
   serve          serve FastCGI requests (the default)
   check-config   print the effective settings (secrets masked) and any problems
-  help           print this text
+  purge          remove expired records, stale batches and data of removed accounts
+  users list     list accounts with their usage
+  users delete ACCOUNT|UID   delete an account and all its data
+  stats          figures about the database
+  backup FILE    write a consistent copy of the live database to FILE
+  help           print this text (`COMMAND --help` for one command)
   version        print the version
 
 Global options:
   --config FILE  the syncserver.ini to read (default: $SYNCSERVER_CONFIG, else
                  ./syncserver.ini if it exists, else SYNCSERVER_* variables only)
 
-Options of serve:
+Environment: RUST_LOG overrides the log level ([syncserver] loglevel, default info).";
+
+const SERVE_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] serve [OPTIONS]
+
+Serves FastCGI until SIGTERM or SIGINT (in-flight requests finish first).
+
+Options:
   --bind ADDR         listen on unix:PATH or HOST:PORT. Without it the socket comes
                       from systemd (LISTEN_FDS) or from stdin (mod_fcgid, spawn-fcgi)
   --socket-mode MODE  permissions of a unix socket we create, octal (default 660)
   --workers N         requests handled at once, one database session each (default 4)
   --max-connections N web-server connections held open at once (default 64)
   --http HOST:PORT    serve plain HTTP instead of FastCGI, for trying the server out
-                      locally (e.g. --http 127.0.0.1:5000); not for production
+                      locally (e.g. --http 127.0.0.1:5000); not for production";
 
-Environment: RUST_LOG overrides the log level ([syncserver] loglevel, default info).";
+const CHECK_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] check-config
+
+Prints the effective settings (secrets masked) and every note about the
+configuration; exits non-zero when the configuration has errors.";
+
+const PURGE_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] purge [OPTIONS]
+
+Removes records expired longer than the grace period, batches older than their
+two-hour lifetime plus the grace period, and the data of accounts removed with
+`users delete`. Works in small chunks so the running server keeps answering;
+safe to run from cron or a timer at any time, also twice at once.
+
+Options:
+  --grace-period SECS  keep expired data this long (default 86400)
+  --replaced           also remove the data of uids replaced by a key change
+                       (their records can never be read again)
+  --chunk N            rows per transaction (default 1000)
+  --json               print the result as JSON";
+
+const USERS_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] users list [--json]
+       syncserver-fcgi [--config FILE] users delete ACCOUNT|UID [--yes]
+
+list:   every account row: uid, account, created, replaced, records, bytes.
+delete: removes an account (all its uids) and its data. ACCOUNT is the stored
+        account (<fxa uid>@<issuer>) or just the FxA uid; UID is a numeric uid.
+        Asks for confirmation unless --yes.";
+
+const STATS_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] stats [--json]
+
+Accounts, collections, records, bytes, database size and the oldest expired
+record.";
+
+const BACKUP_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] backup FILE
+
+Writes a consistent copy of the live database to FILE (which must not exist)
+with SQLite's online backup, while the server keeps serving. The copy is
+integrity-checked and self-contained. To restore: stop the server, replace the
+database file with the copy, delete any syncserver.db-wal and -shm files beside
+it, start the server.";
 
 /// Options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +116,26 @@ impl Default for ServeOptions {
     }
 }
 
+/// An operator command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// `purge`.
+    Purge(PurgeOptions),
+    /// `users list`.
+    ListUsers,
+    /// `users delete`.
+    DeleteUser {
+        /// ACCOUNT or UID.
+        target: String,
+        /// `--yes`.
+        yes: bool,
+    },
+    /// `stats`.
+    Stats,
+    /// `backup FILE`.
+    Backup(PathBuf),
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -74,8 +151,17 @@ pub enum Command {
         /// `--config`.
         config: Option<PathBuf>,
     },
-    /// Print usage.
-    Help,
+    /// An operator command.
+    Admin {
+        /// `--config`.
+        config: Option<PathBuf>,
+        /// Which.
+        command: AdminCommand,
+        /// `--json`.
+        json: bool,
+    },
+    /// Print a help text.
+    Help(&'static str),
     /// Print the version.
     Version,
 }
@@ -90,44 +176,105 @@ impl std::fmt::Display for CliError {
     }
 }
 
-fn number(flag: &str, v: &str) -> Result<usize, CliError> {
-    match v.parse::<usize>() {
-        Ok(n) if n > 0 && n <= 4096 => Ok(n),
+fn number(flag: &str, v: &str, max: u64) -> Result<u64, CliError> {
+    match v.parse::<u64>() {
+        Ok(n) if n > 0 && n <= max => Ok(n),
         _ => Err(CliError(format!(
-            "{flag} wants a number from 1 to 4096, not {v:?}"
+            "{flag} wants a number from 1 to {max}, not {v:?}"
         ))),
     }
 }
 
-/// Parses the arguments (without the program name).
-pub fn parse(args: &[String]) -> Result<Command, CliError> {
-    let mut config = None;
-    let mut command: Option<String> = None;
-    let mut options = ServeOptions::default();
+/// The arguments split into flags (with their values) and words.
+struct Args {
+    flags: Vec<(String, Option<String>)>,
+    words: Vec<String>,
+}
+
+/// Flags that take a value.
+const VALUED: &[&str] = &[
+    "--config",
+    "-c",
+    "--bind",
+    "--socket-mode",
+    "--workers",
+    "--max-connections",
+    "--http",
+    "--grace-period",
+    "--chunk",
+];
+
+fn split(args: &[String]) -> Result<Args, CliError> {
+    let mut out = Args {
+        flags: Vec::new(),
+        words: Vec::new(),
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        if !arg.starts_with('-') || arg == "-" {
+            out.words.push(arg.clone());
+            continue;
+        }
         let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
         };
-        let mut value = || -> Result<String, CliError> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| CliError(format!("{flag} needs a value")))
+        let value = if VALUED.contains(&flag.as_str()) {
+            Some(
+                inline
+                    .or_else(|| it.next().cloned())
+                    .ok_or_else(|| CliError(format!("{flag} needs a value")))?,
+            )
+        } else if inline.is_some() {
+            return Err(CliError(format!("{flag} takes no value")));
+        } else {
+            None
         };
-        match flag {
-            "--config" | "-c" => config = Some(PathBuf::from(value()?)),
+        out.flags.push((flag, value));
+    }
+    Ok(out)
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Command, CliError> {
+    let Args { flags, words } = split(args)?;
+    let command = words.first().map(String::as_str).unwrap_or("serve");
+    let has = |f: &str| flags.iter().any(|(n, _)| n == f);
+    if has("--version") || has("-V") || command == "version" {
+        return Ok(Command::Version);
+    }
+    let help = match command {
+        "serve" => SERVE_HELP,
+        "check-config" => CHECK_HELP,
+        "purge" => PURGE_HELP,
+        "users" => USERS_HELP,
+        "stats" => STATS_HELP,
+        "backup" => BACKUP_HELP,
+        _ => USAGE,
+    };
+    if has("--help") || has("-h") || command == "help" {
+        return Ok(Command::Help(help));
+    }
+    let mut config = None;
+    let mut serve = ServeOptions::default();
+    let mut purge = PurgeOptions::default();
+    let (mut json, mut yes) = (false, false);
+    for (flag, value) in &flags {
+        let v = value.as_deref().unwrap_or("");
+        let allowed = match flag.as_str() {
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(v));
+                true
+            }
             "--bind" => {
-                let v = value()?;
-                options.bind = Some(
+                serve.bind = Some(
                     v.parse()
                         .map_err(|e| CliError(format!("--bind {v}: {e}")))?,
                 );
+                command == "serve"
             }
             "--socket-mode" => {
-                let v = value()?;
-                options.socket_mode = u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                serve.socket_mode = u32::from_str_radix(v.trim_start_matches("0o"), 8)
                     .ok()
                     .filter(|m| *m <= 0o777)
                     .ok_or_else(|| {
@@ -135,31 +282,82 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
                             "--socket-mode wants an octal mode like 660, not {v:?}"
                         ))
                     })?;
+                command == "serve"
             }
-            "--workers" => options.workers = number(flag, &value()?)?,
-            "--http" => options.http = Some(value()?),
-            "--max-connections" => options.max_connections = number(flag, &value()?)?,
-            "--help" | "-h" => return Ok(Command::Help),
-            "--version" | "-V" => return Ok(Command::Version),
-            f if f.starts_with('-') => return Err(CliError(format!("unknown option {f}"))),
-            word if command.is_none() => command = Some(word.to_string()),
-            word => return Err(CliError(format!("unexpected argument {word:?}"))),
+            "--workers" => {
+                serve.workers = number(flag, v, 4096)? as usize;
+                command == "serve"
+            }
+            "--max-connections" => {
+                serve.max_connections = number(flag, v, 4096)? as usize;
+                command == "serve"
+            }
+            "--http" => {
+                serve.http = Some(v.to_string());
+                command == "serve"
+            }
+            "--grace-period" => {
+                purge.grace_period = v
+                    .parse()
+                    .map_err(|_| CliError(format!("--grace-period wants seconds, not {v:?}")))?;
+                command == "purge"
+            }
+            "--chunk" => {
+                purge.chunk = number(flag, v, 1_000_000)?;
+                command == "purge"
+            }
+            "--replaced" => {
+                purge.replaced = true;
+                command == "purge"
+            }
+            "--json" => {
+                json = true;
+                matches!(command, "purge" | "users" | "stats")
+            }
+            "--yes" | "-y" => {
+                yes = true;
+                command == "users"
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Err(CliError(format!("unknown option {flag} for {command}")));
         }
     }
-    match command.as_deref().unwrap_or("serve") {
-        "serve" => Ok(Command::Serve { config, options }),
-        "check-config" => Ok(Command::CheckConfig { config }),
-        "help" => Ok(Command::Help),
-        "version" => Ok(Command::Version),
-        other => Err(CliError(format!("unknown command {other:?}"))),
+    purge.pause = Duration::from_millis(10);
+    let admin = |command| {
+        Ok(Command::Admin {
+            config: config.clone(),
+            command,
+            json,
+        })
+    };
+    match (command, &words[words.len().min(1)..]) {
+        ("serve", []) => Ok(Command::Serve {
+            config,
+            options: serve,
+        }),
+        ("check-config", []) => Ok(Command::CheckConfig { config }),
+        ("purge", []) => admin(AdminCommand::Purge(purge)),
+        ("stats", []) => admin(AdminCommand::Stats),
+        ("users", [sub]) if sub == "list" => admin(AdminCommand::ListUsers),
+        ("users", [sub, target]) if sub == "delete" => admin(AdminCommand::DeleteUser {
+            target: target.clone(),
+            yes,
+        }),
+        ("backup", [file]) => admin(AdminCommand::Backup(PathBuf::from(file))),
+        ("serve" | "check-config" | "purge" | "stats" | "users" | "backup", _) => {
+            Err(CliError(format!("wrong arguments for {command}\n\n{help}")))
+        }
+        (other, _) => Err(CliError(format!("unknown command {other:?}"))),
     }
 }
 
 /// Runs a command and returns the process exit code.
 pub fn run(command: Command) -> ExitCode {
     match command {
-        Command::Help => {
-            println!("{USAGE}");
+        Command::Help(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
         Command::Version => {
@@ -168,6 +366,11 @@ pub fn run(command: Command) -> ExitCode {
         }
         Command::CheckConfig { config } => crate::serve::check_config(config.as_deref()),
         Command::Serve { config, options } => crate::serve::run(config.as_deref(), &options),
+        Command::Admin {
+            config,
+            command,
+            json,
+        } => crate::serve::admin(config.as_deref(), &command, json),
     }
 }
 
@@ -206,12 +409,50 @@ mod tests {
     }
 
     #[test]
+    fn admin_commands() {
+        let Command::Admin {
+            command: AdminCommand::Purge(p),
+            json,
+            ..
+        } = parse(&args("purge --grace-period 0 --replaced --json")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p.grace_period, p.replaced, json), (0, true, true));
+        assert_eq!(
+            parse(&args("-c a.ini users delete abc --yes")).unwrap(),
+            Command::Admin {
+                config: Some("a.ini".into()),
+                command: AdminCommand::DeleteUser {
+                    target: "abc".into(),
+                    yes: true
+                },
+                json: false
+            }
+        );
+        assert!(matches!(
+            parse(&args("backup /tmp/x.db")).unwrap(),
+            Command::Admin {
+                command: AdminCommand::Backup(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            parse(&args("purge --help")).unwrap(),
+            Command::Help(PURGE_HELP)
+        );
+    }
+
+    #[test]
     fn mistakes() {
         assert!(parse(&args("--workers 0")).is_err());
         assert!(parse(&args("--workers")).is_err());
         assert!(parse(&args("--socket-mode 999")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
         assert!(parse(&args("--nope")).is_err());
+        assert!(parse(&args("stats --bind unix:/x")).is_err());
+        assert!(parse(&args("users delete")).is_err());
+        assert!(parse(&args("backup")).is_err());
         assert_eq!(
             parse(&args("check-config -c a.ini")).unwrap(),
             Command::CheckConfig {

@@ -18,6 +18,7 @@
 //! together at start-up.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::admin;
 use crate::app::{App, AppConfig};
 use crate::auth::{metrics::random_secret_hex, Authenticator};
-use crate::cli::ServeOptions;
+use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
 use crate::db::{Database, Pool};
@@ -284,6 +285,42 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
         }
         Err(e) => {
             log::error!("server failed: {e}");
+            eprintln!("syncserver-fcgi: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs an operator command with the server's configuration.
+pub fn admin(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCode {
+    let settings = match load_settings(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
+    let result = match command {
+        AdminCommand::Purge(opts) => admin::purge(&settings, opts, json),
+        AdminCommand::ListUsers => admin::list_users(&settings, json),
+        AdminCommand::DeleteUser { target, yes } => {
+            let stdin = std::io::stdin();
+            admin::delete_user(
+                &settings,
+                target,
+                *yes,
+                &mut stdin.lock(),
+                &mut std::io::stderr(),
+            )
+        }
+        AdminCommand::Stats => admin::stats(&settings, json),
+        AdminCommand::Backup(file) => admin::backup(&settings, file),
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("syncserver-fcgi: {e}");
             ExitCode::from(1)
         }

@@ -573,6 +573,10 @@ fn invalid_secret_like_values_are_masked_in_errors() {
 fn default_config_path_lookup() {
     let p = default_config_path(&env(&[("SYNCSERVER_CONFIG", "/etc/sync/syncserver.ini")]));
     assert_eq!(p, Some(PathBuf::from("/etc/sync/syncserver.ini")));
-    // Without the variable it depends on ./syncserver.ini, which the crate root does not have.
-    assert_eq!(default_config_path(&env(&[])), None);
+    // Without the variable it is ./syncserver.ini when that exists (the crate
+    // root ships one).
+    assert_eq!(
+        default_config_path(&env(&[])).is_some(),
+        std::path::Path::new("syncserver.ini").is_file()
+    );
 }

@@ -6,6 +6,7 @@
 //! same trait. A [`Pool`] hands one session to each request being handled, so
 //! the pool size is the number of requests that run at once.
 
+pub mod admin;
 pub mod pool;
 pub mod sqlite;
 pub mod users;

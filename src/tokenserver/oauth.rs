@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::jwt::{self, JwtError, RsaJwk};
+use super::jwt::{self, RsaJwk};
 use crate::timestamp::now_secs;
 
 /// The scope a Sync access token must carry.

@@ -4,6 +4,7 @@
 //! for one short transaction; a writer that cannot get it within the busy
 //! timeout answers `DbError::Busy` (503 with Retry-After), never a 500.
 
+mod admin;
 mod collections;
 mod reads;
 pub mod schema;

@@ -57,6 +57,11 @@ const TABLES: &[&str] = &[
         name TEXT NOT NULL PRIMARY KEY,
         value TEXT NOT NULL
     )",
+    // uids whose account an administrator removed; `purge` deletes their data.
+    "CREATE TABLE IF NOT EXISTS syncserver_fcgi_deleted_uids (
+        uid INTEGER NOT NULL PRIMARY KEY,
+        deleted_at BIGINT NOT NULL
+    )",
 ];
 
 const BATCH_ITEMS: &str = "CREATE TABLE IF NOT EXISTS batch_upload_items (

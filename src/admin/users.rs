@@ -1,0 +1,160 @@
+//! `users list` and `users delete`.
+
+use std::io::{BufRead, Write};
+
+use serde_json::json;
+
+use super::purge::PurgeOptions;
+use super::{format_ms, open, table, AdminError};
+use crate::config::Settings;
+use crate::db::admin::{AdminDb, UserSummary};
+
+/// Lists every user row with its usage.
+pub fn list_users(settings: &Settings, as_json: bool) -> Result<String, AdminError> {
+    let users = open(settings, false)?.list_users()?;
+    if as_json {
+        let list: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "uid": u.uid, "account": u.email, "created_at": u.created_at,
+                    "replaced_at": u.replaced_at, "records": u.records, "bytes": u.bytes,
+                })
+            })
+            .collect();
+        return Ok(serde_json::Value::from(list).to_string());
+    }
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.uid.to_string(),
+                u.email.clone(),
+                format_ms(u.created_at),
+                u.replaced_at.map(format_ms).unwrap_or_else(|| "-".into()),
+                u.records.to_string(),
+                u.bytes.to_string(),
+            ]
+        })
+        .collect();
+    Ok(table::render(
+        &[
+            "uid",
+            "account",
+            "created (UTC)",
+            "replaced (UTC)",
+            "records",
+            "bytes",
+        ],
+        &rows,
+        &[0, 4, 5],
+    ))
+}
+
+/// The stored emails an argument names: a uid, a full stored email, or an
+/// account uid (the part before `@`).
+fn matching(users: &[UserSummary], target: &str) -> Vec<String> {
+    let mut emails: Vec<String> = users
+        .iter()
+        .filter(|u| {
+            u.uid.to_string() == target
+                || u.email.eq_ignore_ascii_case(target)
+                || u.email
+                    .split('@')
+                    .next()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(target))
+        })
+        .map(|u| u.email.clone())
+        .collect();
+    emails.sort();
+    emails.dedup();
+    emails
+}
+
+/// Deletes an account (rows and data) after a confirmation, unless `yes`.
+pub fn delete_user(
+    settings: &Settings,
+    target: &str,
+    yes: bool,
+    input: &mut dyn BufRead,
+    prompt: &mut dyn Write,
+) -> Result<String, AdminError> {
+    let mut db = open(settings, true)?;
+    let users = db.list_users()?;
+    let emails = matching(&users, target);
+    let email = match emails.as_slice() {
+        [] => {
+            return Err(AdminError(format!(
+                "no account matches {target:?} (see `users list`)"
+            )))
+        }
+        [one] => one.clone(),
+        many => {
+            return Err(AdminError(format!(
+                "{target:?} matches several accounts ({}); name one by its full account",
+                many.join(", ")
+            )))
+        }
+    };
+    let rows: Vec<&UserSummary> = users.iter().filter(|u| u.email == email).collect();
+    let records: i64 = rows.iter().map(|u| u.records).sum();
+    let bytes: i64 = rows.iter().map(|u| u.bytes).sum();
+    let uids: Vec<String> = rows.iter().map(|u| u.uid.to_string()).collect();
+    if !yes {
+        let _ = write!(
+            prompt,
+            "Delete account {email} (uid {}; {records} records, {bytes} bytes)? This cannot be undone. [y/N] ",
+            uids.join(", ")
+        );
+        let _ = prompt.flush();
+        let mut answer = String::new();
+        let _ = input.read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Err(AdminError("not deleted".into()));
+        }
+    }
+    // One transaction removes the rows and queues the uids; the data then goes
+    // in chunks. If this is interrupted, `purge` finishes the job.
+    let removed = db.remove_account(&email)?;
+    let opts = PurgeOptions::default();
+    let mut gone = 0;
+    for uid in removed {
+        gone += super::purge::empty_uid(&mut db, uid, &opts)?.records;
+    }
+    Ok(format!(
+        "deleted account {email} (uid {}): {gone} records removed",
+        uids.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(uid: i64, email: &str) -> UserSummary {
+        UserSummary {
+            uid,
+            email: email.into(),
+            created_at: 0,
+            replaced_at: None,
+            records: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let users = [
+            u(1, "abc@api.accounts.firefox.com"),
+            u(2, "abc@api.accounts.firefox.com"),
+            u(3, "def@x"),
+        ];
+        assert_eq!(matching(&users, "2"), vec!["abc@api.accounts.firefox.com"]);
+        assert_eq!(
+            matching(&users, "abc"),
+            vec!["abc@api.accounts.firefox.com"]
+        );
+        assert_eq!(matching(&users, "DEF@x"), vec!["def@x"]);
+        assert!(matching(&users, "nobody").is_empty());
+    }
+}
