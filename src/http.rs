@@ -181,21 +181,42 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Query-string pairs, `+` as space, percent-decoded; undecodable pairs are kept
-/// raw so that validation can reject them with the protocol's error.
+/// Query-string pairs, `+` as space, percent-decoded like WebOb: a malformed
+/// escape stays as typed, bytes that are not UTF-8 become U+FFFD (which no
+/// id, timestamp or number accepts, so validation answers 400).
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| {
-                let s = s.replace('+', " ");
-                percent_decode(&s).unwrap_or(s)
-            };
-            (dec(k), dec(v))
+            (decode_lossy(k), decode_lossy(v))
         })
         .collect()
+}
+
+fn decode_lossy(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -243,5 +264,9 @@ mod tests {
         assert_eq!(q[0], ("full".into(), "1".into()));
         assert_eq!(q[1], ("ids".into(), "a,b".into()));
         assert_eq!(q[3], ("x".into(), "".into()));
+        let q = query_pairs("ids=%FF&a=%zz&b=a+b%2B");
+        assert_eq!(q[0].1, "\u{fffd}");
+        assert_eq!(q[1].1, "%zz");
+        assert_eq!(q[2].1, "a b+");
     }
 }

@@ -161,6 +161,14 @@ fn open(server: &Server) -> Connection {
     Connection::open(server.db_path()).expect("open db")
 }
 
+/// Waits until the server answers a request. The socket accepts connections before start-up
+/// has finished preparing the database, so inspecting the file any earlier races the migration.
+fn answered(server: Server) -> Server {
+    let r = server.request("GET", "/", &[], b"");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log());
+    server
+}
+
 fn p(rest: &str) -> String {
     Server::storage_path(UID, rest)
 }
@@ -445,7 +453,7 @@ fn python_database_is_served_and_extended() {
     let schema_before =
         python_schema_sql(&Connection::open(dir.join("syncserver.db")).expect("db"));
 
-    let server = Server::start_in(dir, ServerSpec::default());
+    let server = answered(Server::start_in(dir, ServerSpec::default()));
     assert_eq!(
         python_schema_sql(&open(&server)),
         schema_before,
@@ -456,7 +464,7 @@ fn python_database_is_served_and_extended() {
 
     // Restarting on the same file keeps everything.
     let dir = server.stop();
-    let server = Server::start_in(dir, ServerSpec::default());
+    let server = answered(Server::start_in(dir, ServerSpec::default()));
     let user = server.user(UID);
     let r = server.signed(&user, "GET", &p("/storage/newcoll/n1"), &[], b"");
     assert_eq!(json(&r)["payload"], "n");
@@ -471,7 +479,7 @@ fn old_python_database_gets_missing_columns() {
     let users_before = users(&Connection::open(dir.join("syncserver.db")).expect("db"));
     assert_eq!(users_before.len(), 2);
 
-    let server = Server::start_in(dir, ServerSpec::default());
+    let server = answered(Server::start_in(dir, ServerSpec::default()));
     let conn = open(&server);
     let user_cols = columns(&conn, "users");
     assert!(
@@ -508,7 +516,7 @@ fn old_python_database_gets_missing_columns() {
 fn standard_collections_database() {
     let dir = TempDir::new();
     build_db(&dir, SCHEMA, &STANDARD, false);
-    let server = Server::start_in(dir, ServerSpec::default());
+    let server = answered(Server::start_in(dir, ServerSpec::default()));
     check_served(&server);
     check_writes(&server, &STANDARD, 101);
 

@@ -151,30 +151,6 @@ fn new_salt() -> String {
     format!("{:06x}", mix & 0xff_ffff)
 }
 
-/// Append `s` as a JSON string the way Python's `json.dumps(ensure_ascii=True)` writes it.
-fn push_py_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
 /// `expires` as Python prints it: tokenserver always uses an int; fractional values fall back
 /// to the shortest round-trip form; a non-finite value is written as 0 (an expired token).
 fn push_py_json_number(out: &mut String, x: f64) {
@@ -200,13 +176,13 @@ pub fn mint(secret: &str, payload: &TokenPayload) -> (String, String) {
     };
     let mut json = String::with_capacity(256);
     json.push_str("{\"node\": ");
-    push_py_json_str(&mut json, &payload.node);
+    crate::pyjson::push_str(&mut json, &payload.node);
     let optional = |json: &mut String, name: &str, value: &Option<String>| {
         if let Some(v) = value {
             json.push_str(", \"");
             json.push_str(name);
             json.push_str("\": ");
-            push_py_json_str(json, v);
+            crate::pyjson::push_str(json, v);
         }
     };
     optional(&mut json, "fxa_uid", &payload.fxa_uid);
@@ -217,7 +193,7 @@ pub fn mint(secret: &str, payload: &TokenPayload) -> (String, String) {
     json.push_str(", \"expires\": ");
     push_py_json_number(&mut json, payload.expires);
     json.push_str(", \"salt\": ");
-    push_py_json_str(&mut json, &salt);
+    crate::pyjson::push_str(&mut json, &salt);
     json.push('}');
     mint_raw(secret, &json)
 }
@@ -438,7 +414,7 @@ mod tests {
     fn python_json_string_escapes() {
         // Expected output checked against Python 3 `json.dumps` (DEL is escaped too).
         let mut out = String::new();
-        push_py_json_str(&mut out, "a\"b\\c\n\u{1}\u{7f}é😀");
+        crate::pyjson::push_str(&mut out, "a\"b\\c\n\u{1}\u{7f}é😀");
         assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001\\u007f\\u00e9\\ud83d\\ude00\"");
     }
 

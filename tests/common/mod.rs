@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fcgi_client;
+pub mod fxa;
+pub mod webservers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,6 +86,8 @@ pub struct ServerSpec {
     pub workers: usize,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// `--socket-mode` (octal), when not the binary's default.
+    pub socket_mode: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -94,6 +98,7 @@ impl Default for ServerSpec {
             with_secret: true,
             workers: 2,
             env: Vec::new(),
+            socket_mode: None,
         }
     }
 }
@@ -123,7 +128,14 @@ impl Server {
         text.push_str(&spec.extra_ini);
         text.push('\n');
         std::fs::write(&ini, text).expect("write ini");
-        Server::start_with_ini(dir, &ini, spec.workers, &spec.env, spec.public_url)
+        Server::start_with_ini(
+            dir,
+            &ini,
+            spec.workers,
+            &spec.env,
+            spec.public_url,
+            spec.socket_mode.as_deref(),
+        )
     }
 
     fn start_with_ini(
@@ -132,6 +144,7 @@ impl Server {
         workers: usize,
         env: &[(String, String)],
         public_url: String,
+        socket_mode: Option<&str>,
     ) -> Server {
         let socket = dir.join("sync.sock");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
@@ -148,6 +161,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        if let Some(mode) = socket_mode {
+            cmd.arg("--socket-mode").arg(mode);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -166,8 +182,15 @@ impl Server {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if FcgiClient::connect_unix(&self.socket).is_ok() {
-                return;
+            // The socket accepts before the database is ready: wait for an answer.
+            if let Ok(mut client) = FcgiClient::connect_unix(&self.socket) {
+                let params: [(&[u8], &[u8]); 2] = [
+                    (b"REQUEST_METHOD", b"GET"),
+                    (b"REQUEST_URI", b"/__lbheartbeat__"),
+                ];
+                if matches!(client.request(&params, b"", false), Ok(r) if r.status == 200) {
+                    return;
+                }
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
