@@ -243,13 +243,13 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     if has("--version") || has("-V") || command == "version" {
         return Ok(Command::Version);
     }
-    let help = match command {
-        "serve" => SERVE_HELP,
-        "check-config" => CHECK_HELP,
-        "purge" => PURGE_HELP,
-        "users" => USERS_HELP,
-        "stats" => STATS_HELP,
-        "backup" => BACKUP_HELP,
+    let help = match words.first().map(String::as_str) {
+        Some("serve") => SERVE_HELP,
+        Some("check-config") => CHECK_HELP,
+        Some("purge") => PURGE_HELP,
+        Some("users") => USERS_HELP,
+        Some("stats") => STATS_HELP,
+        Some("backup") => BACKUP_HELP,
         _ => USAGE,
     };
     if has("--help") || has("-h") || command == "help" {

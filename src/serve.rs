@@ -229,6 +229,16 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
             NoteLevel::Info => log::info!("config: {}", note.message),
         }
     }
+    // The database is ready before the socket accepts: a connectable socket
+    // means a server that answers.
+    let built = match build(&settings, options.workers) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("syncserver-fcgi: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // The local trial listener needs no FastCGI socket.
     let listener = match &options.http {
         Some(_) => None,
@@ -240,14 +250,6 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-    };
-    let built = match build(&settings, options.workers) {
-        Ok(b) => b,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("syncserver-fcgi: {e}");
-            return ExitCode::from(1);
-        }
     };
     let shutdown = fcgi::install_signal_handlers();
     let max_body = settings.storage.max_request_bytes as usize;

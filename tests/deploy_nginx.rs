@@ -45,3 +45,16 @@ fn body_over_nginx_limit_is_413() {
     let r = c.send_raw("POST", b"/storage/tabs", &[], &body);
     assert_eq!(r.status, 413, "{}", r.text());
 }
+
+/// The test client's own response parser (mod_proxy_fcgi re-chunks responses).
+#[test]
+fn http_client_parses_chunked_and_plain() {
+    use common::webservers::parse_response;
+    let r = parse_response(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"abcde"[..]));
+    let r = parse_response(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n").unwrap();
+    assert_eq!((r.status, r.body.len()), (304, 0));
+}

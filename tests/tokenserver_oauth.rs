@@ -104,7 +104,7 @@ fn broken_or_slow_account_server_is_503() {
         assert_unavailable(&get_token(&server, token));
         let took = t0.elapsed();
         assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+            took >= Duration::from_millis(900) && took < Duration::from_millis(3000),
             "{took:?}"
         );
     }
@@ -205,7 +205,7 @@ fn key_rotation_refetches_once() {
     }
     assert_eq!(
         fxa.count("/v1/jwks"),
-        3,
+        2,
         "one refetch per interval for unknown kids"
     );
     assert_eq!(fxa.count("/v1/verify"), 0);
@@ -330,4 +330,34 @@ fn identity_provider_discovery() {
         emails(&server),
         vec![format!("{sub}@127.0.0.1:{}", fxa.port)]
     );
+}
+
+#[test]
+fn requests_queued_behind_a_slow_key_fetch_do_not_each_wait() {
+    let key = key1();
+    let fxa = FakeFxa::start(&[&key]);
+    fxa.set_mode(Mode::Slow(Duration::from_secs(4)));
+    let server = Server::start_spec(ServerSpec {
+        workers: 4,
+        extra_ini: format!("oauth_verifier = {}\n[oauth]\ntimeout = 1\n", fxa.url),
+        ..ServerSpec::default()
+    });
+    let jwt = key.token(&fxa::claims("u1", 1));
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| get_token(&server, &jwt)))
+            .collect();
+        for h in handles {
+            assert_unavailable(&h.join().expect("thread"));
+        }
+    });
+    // One fetch times out (~1 s); the others share its failure instead of
+    // queueing for a timeout each (which would take ~4 s).
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(fxa.count("/v1/jwks") <= 2, "{}", fxa.count("/v1/jwks"));
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use super::{open, parent_exists, AdminError};
 use crate::config::Settings;
 use crate::db::admin::AdminDb;
+use crate::db::DbError;
 
 /// Writes a copy through SQLite's online backup while the server keeps serving.
 pub fn backup(settings: &Settings, target: &Path) -> Result<String, AdminError> {
@@ -14,8 +15,21 @@ pub fn backup(settings: &Settings, target: &Path) -> Result<String, AdminError> 
             target.display()
         )));
     }
+    if target.exists() {
+        return Err(AdminError(format!(
+            "{} exists already; backup never overwrites a file, choose a new name",
+            target.display()
+        )));
+    }
     let mut db = open(settings, false)?;
-    db.backup(target)?;
+    // The target, not the server's database, is what cannot be written.
+    db.backup(target).map_err(|e| match e {
+        DbError::Unwritable(why) => AdminError(format!(
+            "cannot write the backup {}: {why}",
+            target.display()
+        )),
+        other => AdminError::from(other),
+    })?;
     let size = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
     Ok(format!(
         "backup written to {} ({size} bytes, integrity checked)",

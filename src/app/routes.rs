@@ -81,7 +81,8 @@ fn storage(uid: &str, tail: &[&str]) -> Route {
         return Route::NotFound;
     };
     let target = match tail {
-        [] | ["storage"] => Some(Target::Root),
+        // syncclient deletes everything with a trailing slash on api_endpoint.
+        [] | [""] | ["storage"] => Some(Target::Root),
         ["info", view] => info(view).map(Target::Info),
         ["storage", collection] => collection_name(collection).map(Target::Collection),
         ["storage", collection, item @ ..] => collection_name(collection).and_then(|c| {
@@ -124,6 +125,7 @@ mod tests {
     fn storage_routes_in_both_layouts() {
         assert_eq!(route("/storage/1.5/42"), st(42, Target::Root));
         assert_eq!(route("/1.5/42/storage"), st(42, Target::Root));
+        assert_eq!(route("/storage/1.5/42/"), st(42, Target::Root));
         assert_eq!(
             route("/1.5/42/info/collections"),
             st(42, Target::Info(Info::Collections))

@@ -69,6 +69,8 @@ struct FetchedKeys {
     fetched: Option<Instant>,
     /// When an unknown `kid` last made us fetch again.
     last_refetch: Option<Instant>,
+    /// Fetches tried so far (successful or not).
+    attempts: u64,
 }
 
 /// The verifier, shared by all workers.
@@ -274,13 +276,26 @@ impl OAuthVerifier {
                 .is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL);
             (f.fetched.is_some() && (has_kid || throttled)).then(|| f.keys.clone())
         };
-        if let Some(keys) = cached(&self.fetched.read().unwrap_or_else(|e| e.into_inner())) {
-            return Ok(keys);
-        }
-        // One fetch at a time: requests that waited here use its result.
+        let attempts_seen = {
+            let f = self.fetched.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(keys) = cached(&f) {
+                return Ok(keys);
+            }
+            f.attempts
+        };
+        // One fetch at a time: requests that waited here use its result, even
+        // a failure (else a slow account server would cost each one a timeout).
         let _one = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
         let refetch = {
             let f = self.fetched.read().unwrap_or_else(|e| e.into_inner());
+            if f.attempts != attempts_seen {
+                return match (f.fetched, f.keys.is_empty()) {
+                    (Some(_), false) => Ok(f.keys.clone()),
+                    _ => Err(OAuthError::Unavailable(
+                        "signing keys could not be fetched just now".into(),
+                    )),
+                };
+            }
             if let Some(keys) = cached(&f) {
                 return Ok(keys);
             }
@@ -292,6 +307,7 @@ impl OAuthVerifier {
                 .map_err(|e| OAuthError::Unavailable(format!("{url} answered {e}")))
         });
         let mut f = self.fetched.write().unwrap_or_else(|e| e.into_inner());
+        f.attempts = f.attempts.wrapping_add(1);
         if refetch {
             f.last_refetch = Some(Instant::now());
         }

@@ -90,7 +90,12 @@ pub struct Creds {
 }
 
 /// Mints a tokenlib token for `uid` naming `node`, as the target's own token server would.
-pub fn mint_creds(secret: &str, node: &str, storage_path: &str, uid: u64) -> Result<Creds, ClientError> {
+pub fn mint_creds(
+    secret: &str,
+    node: &str,
+    storage_path: &str,
+    uid: u64,
+) -> Result<Creds, ClientError> {
     let payload = TokenPayload {
         uid,
         node: node.trim_end_matches('/').to_string(),
@@ -247,7 +252,12 @@ impl Client {
     }
 
     /// Asks a token server (`…/token`) for storage credentials with an OAuth bearer token.
-    pub fn token(&self, token_server: &str, bearer: &str, key_id: &str) -> Result<Reply, ClientError> {
+    pub fn token(
+        &self,
+        token_server: &str,
+        bearer: &str,
+        key_id: &str,
+    ) -> Result<Reply, ClientError> {
         let url = format!("{}/1.0/sync/1.5", token_server.trim_end_matches('/'));
         let auth = format!("Bearer {bearer}");
         self.send(&Req {
@@ -288,9 +298,15 @@ mod tests {
     #[test]
     fn endpoints_keep_host_port_and_path() {
         let e = Endpoint::parse("http://LocalHost:5000/sync/").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("localhost", 5000, "/sync"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("localhost", 5000, "/sync")
+        );
         assert_eq!(Endpoint::parse("https://h").unwrap().port, 443);
-        assert_eq!(Endpoint::parse("https://h").unwrap().origin(), "https://h:443");
+        assert_eq!(
+            Endpoint::parse("https://h").unwrap().origin(),
+            "https://h:443"
+        );
         assert!(Endpoint::parse("ftp://h").is_err());
         assert!(Endpoint::parse("http://h:x").is_err());
     }

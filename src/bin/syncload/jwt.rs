@@ -21,7 +21,7 @@ const KEYS_CHANGED_AT: i64 = 1000;
 pub enum JwtError {
     /// The key file could not be read.
     Read(String),
-    /// The file is not an RSA PKCS#8 key.
+    /// The file is not a DER RSA private key.
     NotRsa,
     /// Signing failed (no randomness).
     Sign,
@@ -31,7 +31,10 @@ impl fmt::Display for JwtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JwtError::Read(m) => write!(f, "cannot read the JWT key: {m}"),
-            JwtError::NotRsa => write!(f, "the JWT key is not an RSA PKCS#8 (DER) key"),
+            JwtError::NotRsa => write!(
+                f,
+                "the JWT key is not an RSA private key in DER (PKCS#8 or PKCS#1)"
+            ),
             JwtError::Sign => write!(f, "RSA signing failed"),
         }
     }
@@ -45,10 +48,15 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// Loads a PKCS#8 DER key file.
+    /// Loads a DER RSA private key file (PKCS#8 or PKCS#1).
     pub fn load(path: &Path, kid: &str) -> Result<Signer, JwtError> {
-        let der = std::fs::read(path).map_err(|e| JwtError::Read(format!("{}: {e}", path.display())))?;
-        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| JwtError::NotRsa)?;
+        let der =
+            std::fs::read(path).map_err(|e| JwtError::Read(format!("{}: {e}", path.display())))?;
+        // PKCS#8 as the brief names it, or the bare PKCS#1 form `openssl genrsa -traditional`
+        // writes.
+        let pair = RsaKeyPair::from_pkcs8(&der)
+            .or_else(|_| RsaKeyPair::from_der(&der))
+            .map_err(|_| JwtError::NotRsa)?;
         Ok(Signer {
             pair,
             kid: kid.to_string(),

@@ -25,11 +25,6 @@ impl Sample {
             .push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
     }
 
-    /// Records one answer with an unexpected status.
-    pub fn status(&mut self, status: u16) {
-        self.error(status.to_string());
-    }
-
     /// Records one unexpected outcome under `what`.
     pub fn error(&mut self, what: String) {
         *self.statuses.entry(what).or_insert(0) += 1;
@@ -138,7 +133,9 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     let i = rank.clamp(1, sorted.len()) - 1;
-    sorted.get(i).map_or(0.0, |us| round3(f64::from(*us) / 1000.0))
+    sorted
+        .get(i)
+        .map_or(0.0, |us| round3(f64::from(*us) / 1000.0))
 }
 
 fn latency(sorted: &[u32]) -> Latency {
@@ -152,7 +149,9 @@ fn latency(sorted: &[u32]) -> Latency {
         p50: pct(sorted, 50.0),
         p90: pct(sorted, 90.0),
         p99: pct(sorted, 99.0),
-        max: sorted.last().map_or(0.0, |us| round3(f64::from(*us) / 1000.0)),
+        max: sorted
+            .last()
+            .map_or(0.0, |us| round3(f64::from(*us) / 1000.0)),
         mean,
     }
 }
@@ -186,7 +185,7 @@ mod tests {
     fn summary_counts_errors_and_throughput() {
         let mut a = Sample::default();
         a.ok(Duration::from_millis(2));
-        a.status(503);
+        a.error("503".into());
         let mut b = Sample::default();
         b.ok(Duration::from_millis(4));
         b.transport("refused".into());

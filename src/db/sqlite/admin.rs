@@ -223,12 +223,13 @@ impl AdminDb for SqliteDb {
                 .unwrap_or("backup"),
             std::process::id()
         ));
+        // A hard link (unlike rename) refuses a target that appeared meanwhile.
         let result = copy_to(self.connection(), &partial).and_then(|()| {
-            std::fs::rename(&partial, target).map_err(|e| DbError::Unwritable(e.to_string()))
+            std::fs::hard_link(&partial, target).map_err(|e| {
+                DbError::Unwritable(format!("cannot write the backup {}: {e}", target.display()))
+            })
         });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
+        let _ = std::fs::remove_file(&partial);
         result
     }
 }
@@ -236,7 +237,8 @@ impl AdminDb for SqliteDb {
 /// Copies page by page while writers go on, checks the copy, makes it a
 /// self-contained rollback-journal file, and syncs it to disk.
 fn copy_to(source: &Connection, path: &Path) -> DbResult<()> {
-    let unwritable = |e: rusqlite::Error| DbError::Unwritable(format!("{}: {e}", path.display()));
+    // The caller names the target; `path` is only its temporary sibling.
+    let unwritable = |e: rusqlite::Error| DbError::Unwritable(e.to_string());
     let mut dest = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -262,5 +264,5 @@ fn copy_to(source: &Connection, path: &Path) -> DbResult<()> {
     drop(dest);
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
-        .map_err(|e| DbError::Unwritable(format!("{}: {e}", path.display())))
+        .map_err(|e| DbError::Unwritable(e.to_string()))
 }

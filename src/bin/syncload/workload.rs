@@ -1,0 +1,526 @@
+//! The workloads: what one step of one simulated client sends, and the seeding that makes the
+//! read workloads meaningful.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::client::{Client, ClientError, Creds, Reply, Req};
+use crate::stats::Sample;
+
+/// Records per POST, the limit every Sync 1.5 server advertises.
+pub const PAGE: usize = 100;
+/// The collection the read workloads page through (`--seed` fills it).
+pub const READ_COLLECTION: &str = "history";
+
+/// One kind of traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Unauthenticated GET of the base URL (the hello-world ceiling).
+    Plain,
+    /// GET info/collections.
+    Info,
+    /// GET one 100-record page (full=1) of the seeded collection, varying sort and offset.
+    ReadPage,
+    /// Read the seeded collection page by page, following X-Weave-Next-Offset.
+    FullRead,
+    /// POST 100 × ~1 KB records with batch=true&commit=true.
+    Batch,
+    /// PUT one ~1 KB record.
+    Put,
+    /// A Firefox sync session: info, configuration, meta/global, collection GETs with newer=,
+    /// a tabs upload, sometimes a meta/global PUT with X-If-Unmodified-Since.
+    Session,
+    /// A token server request with a locally signed OAuth JWT.
+    Token,
+}
+
+/// Every workload, in the order runs are reported.
+pub const ALL: [Workload; 8] = [
+    Workload::Plain,
+    Workload::Info,
+    Workload::ReadPage,
+    Workload::FullRead,
+    Workload::Batch,
+    Workload::Put,
+    Workload::Session,
+    Workload::Token,
+];
+
+impl Workload {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Plain => "plain",
+            Workload::Info => "info",
+            Workload::ReadPage => "read-page",
+            Workload::FullRead => "full-read",
+            Workload::Batch => "batch",
+            Workload::Put => "put",
+            Workload::Session => "session",
+            Workload::Token => "token",
+        }
+    }
+
+    /// The workload called `name`.
+    pub fn parse(name: &str) -> Option<Workload> {
+        ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Whether it talks to storage (and so needs storage credentials).
+    pub fn needs_storage(self) -> bool {
+        !matches!(self, Workload::Plain | Workload::Token)
+    }
+}
+
+/// A page of the read collection: its sort order and the offset token that starts it.
+#[derive(Debug, Clone)]
+pub struct PageRef {
+    sort: &'static str,
+    offset: Option<String>,
+}
+
+/// One simulated account as the workers see it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Storage credentials (absent when only token requests are made).
+    pub creds: Option<Creds>,
+    /// Pre-signed OAuth access token and X-KeyID (token workload).
+    pub bearer: Option<(String, String)>,
+    /// Known pages of the read collection (filled by [`discover_pages`]).
+    pub pages: Vec<PageRef>,
+    meta_modified: Option<String>,
+    last_sync: Option<String>,
+    sessions: u64,
+}
+
+impl Account {
+    /// An account with these credentials.
+    pub fn new(creds: Option<Creds>, bearer: Option<(String, String)>) -> Account {
+        Account {
+            creds,
+            bearer,
+            pages: Vec::new(),
+            meta_modified: None,
+            last_sync: None,
+            sessions: 0,
+        }
+    }
+}
+
+/// Settings every worker shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// URL of the plain workload.
+    pub plain_url: String,
+    /// Token server root (`…/token`) of the token workload.
+    pub token_server: String,
+}
+
+/// One client thread: its connection, its accounts and its bodies.
+pub struct Worker {
+    client: Client,
+    accounts: Vec<Account>,
+    next: usize,
+    rng: u64,
+    batch_body: Vec<u8>,
+    put_body: Vec<u8>,
+    tabs_body: Vec<u8>,
+    steps: u64,
+}
+
+/// Sends one request, timing it; `good` decides whether the reply counts as a success.
+fn timed(
+    s: &mut Sample,
+    good: impl Fn(&Reply) -> Result<(), String>,
+    send: impl FnOnce() -> Result<Reply, ClientError>,
+) -> Option<Reply> {
+    let t0 = Instant::now();
+    match send() {
+        Ok(r) => match good(&r) {
+            Ok(()) => {
+                s.ok(t0.elapsed());
+                Some(r)
+            }
+            Err(what) => {
+                s.error(what);
+                None
+            }
+        },
+        Err(e) => {
+            s.transport(e.to_string());
+            None
+        }
+    }
+}
+
+fn ok200(r: &Reply) -> Result<(), String> {
+    if r.status == 200 {
+        Ok(())
+    } else {
+        Err(r.status.to_string())
+    }
+}
+
+/// A 200 whose `failed` map is empty (every record of a POST was stored).
+fn all_stored(r: &Reply) -> Result<(), String> {
+    ok200(r)?;
+    let v: Value = serde_json::from_slice(&r.body).map_err(|_| "200-not-json".to_string())?;
+    match v.get("failed").and_then(Value::as_object) {
+        Some(f) if f.is_empty() => Ok(()),
+        _ => Err("200-failed-records".into()),
+    }
+}
+
+/// A ~`len`-byte encrypted-looking payload, as a JSON string value.
+fn payload(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed | 1;
+    let text: String = (0..len.saturating_sub(80))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(ALPHABET[(x % 64) as usize])
+        })
+        .collect();
+    // A non-zero IV: servers refuse the all-zero one of an old Firefox bug in crypto/keys.
+    let iv = format!("{:016x}{:06x}==", seed, x & 0xff_ffff);
+    json!({"ciphertext": text, "IV": iv, "hmac": format!("{:064x}", seed)}).to_string()
+}
+
+/// A POST body of `n` ~1 KB records with ids `{prefix}{start + i}`.
+fn records(prefix: &str, start: usize, n: usize, seed: u64) -> Vec<u8> {
+    let v: Vec<Value> = (start..start + n)
+        .map(|i| {
+            json!({"id": format!("{prefix}{i:05}"), "sortindex": i,
+                   "payload": payload(1000, seed.wrapping_add(i as u64))})
+        })
+        .collect();
+    Value::Array(v).to_string().into_bytes()
+}
+
+impl Worker {
+    /// A worker for these accounts (at least one).
+    pub fn new(accounts: Vec<Account>, seed: u64) -> Worker {
+        Worker {
+            client: Client::new(),
+            accounts,
+            next: 0,
+            rng: seed | 1,
+            batch_body: records("b", 0, PAGE, seed),
+            put_body: json!({"payload": payload(1000, seed), "sortindex": 1})
+                .to_string()
+                .into_bytes(),
+            tabs_body: json!([{"id": format!("tabs{seed}"), "payload": payload(2000, seed), "ttl": 1_814_400}])
+                .to_string()
+                .into_bytes(),
+            steps: 0,
+        }
+    }
+
+    fn rand(&mut self, n: usize) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n.max(1) as u64) as usize
+    }
+
+    /// Runs one step of `w` (one request, or several for full-read and session).
+    pub fn step(&mut self, w: Workload, shared: &Shared, s: &mut Sample) {
+        self.steps += 1;
+        let roll = self.rand(usize::MAX);
+        let i = self.next % self.accounts.len().max(1);
+        self.next = self.next.wrapping_add(1);
+        let Worker {
+            client: c,
+            accounts,
+            batch_body,
+            put_body,
+            tabs_body,
+            steps,
+            ..
+        } = self;
+        let Some(acct) = accounts.get_mut(i) else {
+            return;
+        };
+        if w == Workload::Plain {
+            let url = shared.plain_url.as_str();
+            let req = Req {
+                method: "GET",
+                url,
+                headers: &[],
+                body: b"",
+            };
+            timed(s, ok200, || c.send(&req));
+            return;
+        }
+        if w == Workload::Token {
+            match &acct.bearer {
+                Some((bearer, kid)) => {
+                    timed(s, ok200, || c.token(&shared.token_server, bearer, kid));
+                }
+                None => s.error("no-jwt-key".into()),
+            }
+            return;
+        }
+        let Some(cr) = acct.creds.as_ref() else {
+            s.error("no-credentials".into());
+            return;
+        };
+        match w {
+            Workload::Info => {
+                timed(s, ok200, || {
+                    c.signed(cr, "GET", "/info/collections", &[], b"")
+                });
+            }
+            Workload::ReadPage => {
+                let rest = match acct.pages.get(roll % acct.pages.len().max(1)) {
+                    Some(p) => page_query(p.sort, p.offset.as_deref()),
+                    None => page_query("index", None),
+                };
+                timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b""));
+            }
+            Workload::FullRead => {
+                let mut offset: Option<String> = None;
+                for _ in 0..10_000 {
+                    let rest = page_query("index", offset.as_deref());
+                    let Some(r) = timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b"")) else {
+                        break;
+                    };
+                    offset = r.next_offset;
+                    if offset.is_none() {
+                        break;
+                    }
+                }
+            }
+            Workload::Batch => {
+                let rest = "/storage/bench-batch?batch=true&commit=true";
+                timed(s, all_stored, || {
+                    c.signed(cr, "POST", rest, &[], batch_body)
+                });
+            }
+            Workload::Put => {
+                let rest = format!("/storage/bench-put/p{:03}", *steps % 100);
+                timed(s, ok200, || c.signed(cr, "PUT", &rest, &[], put_body));
+            }
+            Workload::Session => {
+                let cr = cr.clone();
+                session(c, &cr, tabs_body, acct, s);
+            }
+            Workload::Plain | Workload::Token => {}
+        }
+    }
+}
+
+/// One Firefox sync session for `acct`, each request timed on its own.
+fn session(c: &Client, cr: &Creds, tabs_body: &[u8], acct: &mut Account, s: &mut Sample) {
+    let info = timed(s, ok200, || {
+        c.signed(cr, "GET", "/info/collections", &[], b"")
+    });
+    timed(s, ok200, || {
+        c.signed(cr, "GET", "/info/configuration", &[], b"")
+    });
+    // Before any upload meta/global may legitimately be missing.
+    let found = |r: &Reply| if r.status == 404 { Ok(()) } else { ok200(r) };
+    if let Some(r) = timed(s, found, || {
+        c.signed(cr, "GET", "/storage/meta/global", &[], b"")
+    }) {
+        acct.meta_modified = r.last_modified;
+    }
+    let newer = acct.last_sync.clone().unwrap_or_else(|| "0".into());
+    for rest in [
+        format!("/storage/clients?full=1&limit=1000&newer={newer}"),
+        format!("/storage/bookmarks?full=1&newer={newer}"),
+        format!("/storage/history?full=1&limit=100&sort=index&newer={newer}"),
+    ] {
+        timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b""));
+    }
+    let tabs = "/storage/tabs?batch=true&commit=true";
+    timed(s, all_stored, || c.signed(cr, "POST", tabs, &[], tabs_body));
+    acct.sessions += 1;
+    // Now and then another device changed the engine list: a conditional meta/global write.
+    if acct.sessions % 10 == 0 {
+        let since = acct.meta_modified.clone().unwrap_or_else(|| "0".into());
+        let body = meta_global_body();
+        let h = [("X-If-Unmodified-Since", since.as_str())];
+        if let Some(r) = timed(s, ok200, || {
+            c.signed(cr, "PUT", "/storage/meta/global", &h, &body)
+        }) {
+            acct.meta_modified = r.last_modified;
+        }
+    }
+    acct.last_sync = info.and_then(|r| r.last_modified);
+}
+
+fn meta_global_body() -> Vec<u8> {
+    let inner = json!({"syncID": "syncloadSyncID", "storageVersion": 5,
+                       "engines": {"bookmarks": {"version": 2, "syncID": "bookmarksID01"}}});
+    json!({"payload": inner.to_string()})
+        .to_string()
+        .into_bytes()
+}
+
+/// `/storage/history?full=1&limit=100&sort=S[&offset=O]`.
+fn page_query(sort: &str, offset: Option<&str>) -> String {
+    let mut q = format!("/storage/{READ_COLLECTION}?full=1&limit={PAGE}&sort={sort}");
+    if let Some(o) = offset {
+        q.push_str("&offset=");
+        q.push_str(&percent_encode(o));
+    }
+    q
+}
+
+/// Percent-encodes everything but unreserved characters (offset tokens are opaque).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Walks the read collection once per sort order and returns every page's start, so
+/// read-page can jump to any page with whatever offset tokens the server uses.
+pub fn discover_pages(client: &Client, cr: &Creds) -> Result<Vec<PageRef>, String> {
+    let mut pages = Vec::new();
+    for sort in ["index", "newest", "oldest"] {
+        let mut offset: Option<String> = None;
+        for _ in 0..10_000 {
+            let r = client
+                .signed(cr, "GET", &page_query(sort, offset.as_deref()), &[], b"")
+                .map_err(|e| e.to_string())?;
+            if r.status != 200 {
+                return Err(format!(
+                    "uid {}: GET {READ_COLLECTION}: {}",
+                    cr.uid, r.status
+                ));
+            }
+            pages.push(PageRef {
+                sort,
+                offset: offset.clone(),
+            });
+            offset = r.next_offset;
+            if offset.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(pages)
+}
+
+/// Retries a write while the server answers 503 (Python's and syncstorage-rs's 10 ms rule).
+fn write_retrying(
+    client: &Client,
+    cr: &Creds,
+    method: &str,
+    rest: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    for _ in 0..50 {
+        let r = client
+            .signed(cr, method, rest, &[], body)
+            .map_err(|e| e.to_string())?;
+        match r.status {
+            200 => return Ok(()),
+            503 => std::thread::sleep(Duration::from_millis(20)),
+            st => {
+                let text = String::from_utf8_lossy(&r.body);
+                return Err(format!("uid {}: {method} {rest}: {st} {text}", cr.uid));
+            }
+        }
+    }
+    Err(format!("uid {}: {method} {rest}: still 503", cr.uid))
+}
+
+/// Fills one account: `n_records` ~1 KB history records, meta/global, crypto/keys, a client
+/// record, 20 bookmarks and a tabs record.
+pub fn seed_account(
+    client: &Client,
+    cr: &Creds,
+    n_records: usize,
+    seed: u64,
+) -> Result<(), String> {
+    let post = "?batch=true&commit=true";
+    let mut start = 0;
+    while start < n_records {
+        let n = PAGE.min(n_records - start);
+        let body = records("h", start, n, seed);
+        write_retrying(
+            client,
+            cr,
+            "POST",
+            &format!("/storage/{READ_COLLECTION}{post}"),
+            &body,
+        )?;
+        start += n;
+    }
+    write_retrying(
+        client,
+        cr,
+        "PUT",
+        "/storage/meta/global",
+        &meta_global_body(),
+    )?;
+    let keys = json!({"payload": payload(400, seed)})
+        .to_string()
+        .into_bytes();
+    write_retrying(client, cr, "PUT", "/storage/crypto/keys", &keys)?;
+    write_retrying(
+        client,
+        cr,
+        "POST",
+        &format!("/storage/clients{post}"),
+        &records("c", 0, 1, seed),
+    )?;
+    write_retrying(
+        client,
+        cr,
+        "POST",
+        &format!("/storage/bookmarks{post}"),
+        &records("k", 0, 20, seed),
+    )?;
+    write_retrying(
+        client,
+        cr,
+        "POST",
+        &format!("/storage/tabs{post}"),
+        &records("t", 0, 1, seed),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for w in ALL {
+            assert_eq!(Workload::parse(w.name()), Some(w));
+        }
+        assert_eq!(Workload::parse("nope"), None);
+    }
+
+    #[test]
+    fn record_bodies_are_about_one_kilobyte_each() {
+        let body = records("b", 0, PAGE, 7);
+        let v: Vec<Value> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v.len(), PAGE);
+        let per = body.len() / PAGE;
+        assert!((950..1200).contains(&per), "{per}");
+        assert_eq!(v[3]["id"], "b00003");
+    }
+
+    #[test]
+    fn offsets_are_encoded() {
+        assert_eq!(
+            page_query("newest", Some("12:3+x")),
+            "/storage/history?full=1&limit=100&sort=newest&offset=12%3A3%2Bx"
+        );
+    }
+}

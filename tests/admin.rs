@@ -1,0 +1,905 @@
+//! End-to-end tests of the operator commands (`purge`, `users`, `stats`,
+//! `backup`): each runs as a real subprocess with the same `--config` as a
+//! server that is serving the same database at the same time.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{json, Server, ServerSpec, Session, TempDir, BIN};
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+const FXA: &str = "api.accounts.firefox.com";
+
+/// Runs the binary with `--config ini` and `args`, feeding `stdin` if given.
+fn cli_with(ini: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(ini)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SYNCSERVER_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().expect("run command");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        // The command may exit before reading (e.g. an unknown account).
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    child.wait_with_output().expect("wait for command")
+}
+
+fn ini(server: &Server) -> PathBuf {
+    server.dir.join("syncserver.ini")
+}
+
+fn cli(server: &Server, args: &[&str]) -> Output {
+    cli_with(&ini(server), args, None)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts failure and returns stderr.
+#[track_caller]
+fn fails(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "unexpected success\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+    stderr(o)
+}
+
+#[track_caller]
+fn ok_json(o: &Output) -> Value {
+    let text = ok(o);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn db(server: &Server) -> Connection {
+    let c = Connection::open(server.db_path()).expect("open database");
+    c.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    c
+}
+
+fn count(c: &Connection, sql: &str) -> i64 {
+    c.query_row(sql, [], |r| r.get(0)).expect(sql)
+}
+
+fn now_s() -> i64 {
+    common::now() as i64
+}
+
+/// Row counts of every table the commands touch.
+fn table_counts(c: &Connection) -> Vec<(&'static str, i64)> {
+    [
+        "bso",
+        "user_collections",
+        "batch_uploads",
+        "batch_upload_items",
+        "users",
+        "syncserver_fcgi_deleted_uids",
+    ]
+    .into_iter()
+    .map(|t| (t, count(c, &format!("SELECT COUNT(*) FROM {t}"))))
+    .collect()
+}
+
+fn insert_user(c: &Connection, uid: i64, email: &str, created: i64, replaced: Option<i64>) {
+    c.execute(
+        "INSERT INTO users (uid, service, email, generation, client_state, created_at, replaced_at)
+         VALUES (?1, 'sync-1.5', ?2, 0, '', ?3, ?4)",
+        params![uid, email, created, replaced],
+    )
+    .expect("insert user");
+}
+
+fn cid(c: &Connection, name: &str) -> i64 {
+    c.query_row(
+        "SELECT collectionid FROM collections WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .expect("collection id")
+}
+
+/// Inserts `n` records of `uid` in collection `cid` that expire at `ttl`.
+fn insert_expiring(c: &mut Connection, uid: i64, cid: i64, prefix: &str, n: usize, ttl: i64) {
+    let tx = c.transaction().expect("tx");
+    {
+        let mut stmt = tx
+            .prepare(
+                "INSERT INTO bso (userid, collection, id, modified, payload, payload_size, ttl)
+                 VALUES (?1, ?2, ?3, ?4, 'gone', 4, ?5)",
+            )
+            .expect("prepare");
+        for i in 0..n {
+            stmt.execute(params![
+                uid,
+                cid,
+                format!("{prefix}{i}"),
+                (ttl - 100) * 1000,
+                ttl
+            ])
+            .expect("insert bso");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+/// (uid, id) of every record, sorted.
+fn records(c: &Connection) -> Vec<(i64, String)> {
+    let mut stmt = c
+        .prepare("SELECT userid, id FROM bso ORDER BY userid, id")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+fn rec(uid: i64, id: &str) -> (i64, String) {
+    (uid, id.to_string())
+}
+
+fn uc_count(c: &Connection, uid: i64) -> i64 {
+    c.query_row(
+        "SELECT COUNT(*) FROM user_collections WHERE userid = ?1",
+        [uid],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+fn put(s: &Session, rest: &str, body: &str) {
+    let r = s.put(rest, body);
+    assert_eq!(r.status, 200, "PUT {rest}: {}", r.text());
+}
+
+fn purge_json(server: &Server, args: &[&str]) -> Value {
+    let mut all = vec!["purge", "--json"];
+    all.extend_from_slice(args);
+    ok_json(&cli(server, &all))
+}
+
+#[track_caller]
+fn assert_purged(v: &Value, expired: u64, stale: u64, uids: u64, uid_records: u64) {
+    assert_eq!(v["expired_records"], expired, "{v}");
+    assert_eq!(v["stale_batch_rows"], stale, "{v}");
+    assert_eq!(v["removed_uids"], uids, "{v}");
+    assert_eq!(v["removed_uid_records"], uid_records, "{v}");
+}
+
+#[test]
+fn purge_removes_exactly_what_it_should() {
+    let server = Server::start("");
+    let s1 = Session::new(&server, 1);
+    let s2 = Session::new(&server, 2);
+    let s3 = Session::new(&server, 3);
+    let s4 = Session::new(&server, 4);
+    let s5 = Session::new(&server, 5);
+    put(&s1, "/storage/bookmarks/a", r#"{"payload": "live-a"}"#);
+    put(&s1, "/storage/bookmarks/b", r#"{"payload": "live-b"}"#);
+    put(
+        &s1,
+        "/storage/history/h1",
+        r#"{"payload": "soon", "ttl": 1}"#,
+    );
+    let r = s1.post(
+        "/storage/forms?batch=true",
+        r#"[{"id": "f1", "payload": "x"}]"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let open_batch = json(&r)["batch"].as_str().expect("batch id").to_string();
+    put(&s2, "/storage/bookmarks/old", r#"{"payload": "old key"}"#);
+    put(&s3, "/storage/bookmarks/new", r#"{"payload": "new key"}"#);
+    put(&s4, "/storage/tabs/t4", r#"{"payload": "removed"}"#);
+    put(&s5, "/storage/tabs/t5", r#"{"payload": "half removed"}"#);
+
+    let now = now_s();
+    let mut c = db(&server);
+    let day_ms = 86_400_000;
+    insert_user(&c, 1, &format!("aaa@{FXA}"), now * 1000 - 30 * day_ms, None);
+    insert_user(
+        &c,
+        2,
+        &format!("bbb@{FXA}"),
+        now * 1000 - 30 * day_ms,
+        Some(now * 1000 - 10 * day_ms),
+    );
+    insert_user(&c, 3, &format!("bbb@{FXA}"), now * 1000 - 10 * day_ms, None);
+    insert_user(&c, 4, &format!("ccc@{FXA}"), now * 1000 - 5 * day_ms, None);
+    // uid 5: an account whose `users delete` was interrupted after its rows went.
+    c.execute(
+        "INSERT INTO syncserver_fcgi_deleted_uids (uid, deleted_at) VALUES (5, ?1)",
+        [now * 1000],
+    )
+    .unwrap();
+    let history = cid(&c, "history");
+    let forms = cid(&c, "forms");
+    insert_expiring(&mut c, 1, history, "old", 2, now - 3 * 86_400);
+    insert_expiring(&mut c, 1, history, "recent", 1, now - 60);
+    let stale = (now - 3 * 3600) * 1000;
+    c.execute(
+        "INSERT INTO batch_uploads (batch, userid, collection) VALUES (?1, 1, ?2)",
+        params![stale, forms],
+    )
+    .unwrap();
+    for id in ["s1", "s2"] {
+        c.execute(
+            "INSERT INTO batch_upload_items (batch, userid, id, payload, payload_size)
+             VALUES (?1, 1, ?2, 'p', 1)",
+            params![stale, id],
+        )
+        .unwrap();
+    }
+
+    let out = ok(&cli(&server, &["users", "delete", "4", "--yes"]));
+    assert!(
+        out.contains(&format!("ccc@{FXA}")) && out.contains("1 records removed"),
+        "{out}"
+    );
+    assert_eq!(s4.get("/info/collections").text(), "{}");
+
+    // Let the ttl=1 record written through the API expire.
+    std::thread::sleep(Duration::from_millis(2100));
+    let uc1 = uc_count(&c, 1);
+    assert!(uc1 >= 2, "uid 1 has bookmarks and history");
+
+    // Default grace period: only what expired days ago, plus the removed account.
+    let v = purge_json(&server, &[]);
+    assert_purged(&v, 2, 0, 1, 1);
+    assert_eq!(v["removed_uid_collections"], 1, "{v}");
+    assert_eq!(v["removed_uid_batch_rows"], 0, "{v}");
+    assert_eq!(
+        records(&c),
+        vec![
+            rec(1, "a"),
+            rec(1, "b"),
+            rec(1, "h1"),
+            rec(1, "recent0"),
+            rec(2, "old"),
+            rec(3, "new")
+        ]
+    );
+
+    // No grace: the rest of the expired records and the stale batch.
+    let v = purge_json(&server, &["--grace-period", "0"]);
+    assert_purged(&v, 2, 3, 0, 0);
+    assert_eq!(
+        records(&c),
+        vec![rec(1, "a"), rec(1, "b"), rec(2, "old"), rec(3, "new")]
+    );
+    assert_eq!(count(&c, "SELECT COUNT(*) FROM batch_uploads"), 1);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT COUNT(*) FROM batch_upload_items WHERE id = 'f1'"
+        ),
+        1
+    );
+    assert_eq!(count(&c, "SELECT COUNT(*) FROM batch_upload_items"), 1);
+    assert_eq!(uc_count(&c, 2), 1, "replaced uid kept without --replaced");
+
+    // --replaced: the old uid's data goes, its row stays.
+    let v = purge_json(&server, &["--grace-period", "0", "--replaced"]);
+    assert_purged(&v, 0, 0, 1, 1);
+    assert_eq!(v["removed_uid_collections"], 1, "{v}");
+    assert_eq!(records(&c), vec![rec(1, "a"), rec(1, "b"), rec(3, "new")]);
+    assert_eq!(
+        table_counts(&c),
+        vec![
+            ("bso", 3),
+            ("user_collections", uc1 + 1),
+            ("batch_uploads", 1),
+            ("batch_upload_items", 1),
+            ("users", 3),
+            ("syncserver_fcgi_deleted_uids", 0),
+        ]
+    );
+    let replaced: Option<i64> = c
+        .query_row("SELECT replaced_at FROM users WHERE uid = 2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(replaced.is_some());
+    for uid in [2, 4, 5] {
+        assert_eq!(uc_count(&c, uid), 0, "uid {uid}");
+    }
+
+    // Nothing left to do: a second run removes nothing.
+    let v = purge_json(&server, &["--grace-period", "0", "--replaced"]);
+    assert_purged(&v, 0, 0, 0, 0);
+    let table = ok(&cli(&server, &["purge", "--grace-period", "0"]));
+    assert!(
+        table.contains("expired records") && table.contains("stale batch rows"),
+        "{table}"
+    );
+
+    // The live data is still served, and the open batch still commits.
+    let ids = s1.get_json("/storage/bookmarks?sort=index");
+    let mut ids: Vec<&str> = ids
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(s1.get("/storage/history/h1").status, 404);
+    let r = s1.post(
+        &format!("/storage/forms?batch={open_batch}&commit=true"),
+        "[]",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s1.get_json("/storage/forms/f1")["payload"], "x");
+    assert_eq!(s3.get_json("/storage/bookmarks/new")["payload"], "new key");
+    for s in [&s2, &s4, &s5] {
+        assert_eq!(s.get("/info/collections").text(), "{}");
+    }
+}
+
+#[test]
+fn purge_in_small_chunks() {
+    let server = Server::start("");
+    let s = Session::new(&server, 1);
+    put(&s, "/storage/history/live", r#"{"payload": "stays"}"#);
+    let mut c = db(&server);
+    let history = cid(&c, "history");
+    insert_expiring(&mut c, 1, history, "e", 5000, now_s() - 10);
+    let v = purge_json(&server, &["--grace-period", "0", "--chunk", "250"]);
+    assert_purged(&v, 5000, 0, 0, 0);
+    assert_eq!(records(&c), vec![rec(1, "live")]);
+}
+
+#[test]
+fn purge_while_serving_and_twice_at_once() {
+    let server = Arc::new(Server::start_spec(ServerSpec {
+        workers: 2,
+        ..ServerSpec::default()
+    }));
+    let mut c = db(&server);
+    let s = Session::new(&server, 9);
+    put(&s, "/storage/history/seed", r#"{"payload": "x"}"#);
+    let history = cid(&c, "history");
+    insert_expiring(&mut c, 10, history, "e", 6000, now_s() - 10);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let s = Session::new(&server, 1);
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) || i < 10 {
+                let r = s.put(
+                    &format!("/storage/bookmarks/r{}", i % 50),
+                    &format!(r#"{{"payload": "v{i}"}}"#),
+                );
+                seen.push((format!("PUT {i}"), r.status, r.text()));
+                let r = s.get(&format!("/storage/bookmarks/r{}", i % 50));
+                seen.push((format!("GET {i}"), r.status, r.text()));
+                i += 1;
+            }
+            seen
+        })
+    };
+    let ini = ini(&server);
+    let args = [
+        "--config",
+        ini.to_str().unwrap(),
+        "purge",
+        "--json",
+        "--grace-period",
+        "0",
+        "--chunk",
+        "100",
+    ];
+    let spawn = || {
+        Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("purge")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    stop.store(true, Ordering::SeqCst);
+    let seen = client.join().expect("client thread");
+    let (va, vb) = (ok_json(&a), ok_json(&b));
+    let total = va["expired_records"].as_u64().unwrap() + vb["expired_records"].as_u64().unwrap();
+    assert_eq!(total, 6000, "{va} {vb}");
+    for (what, status, body) in &seen {
+        assert_eq!(*status, 200, "{what}: {body}\n{}", server.log());
+    }
+    assert!(seen.len() >= 20, "{} requests", seen.len());
+    assert_eq!(
+        count(&c, "SELECT COUNT(*) FROM bso WHERE userid = 10"),
+        0,
+        "all expired rows gone"
+    );
+    assert_eq!(count(&c, "SELECT COUNT(*) FROM bso WHERE userid = 9"), 1);
+    let live = count(&c, "SELECT COUNT(*) FROM bso WHERE userid = 1");
+    assert_eq!(live, (seen.len() as i64 / 2).min(50));
+}
+
+fn list_json(server: &Server) -> Vec<Value> {
+    match ok_json(&cli(server, &["users", "list", "--json"])) {
+        Value::Array(a) => a,
+        other => panic!("not a list: {other}"),
+    }
+}
+
+#[test]
+fn users_list_shows_rows_and_usage() {
+    let server = Server::start("");
+    let c = db(&server);
+    insert_user(&c, 1, "aaa@x", 1_700_000_000_000, None);
+    insert_user(&c, 2, "bbb@x", 1_600_000_000_000, Some(1_700_000_000_000));
+    insert_user(&c, 3, "bbb@x", 1_700_000_000_000, None);
+    let s1 = Session::new(&server, 1);
+    put(&s1, "/storage/bookmarks/a", r#"{"payload": "hello"}"#);
+    put(&s1, "/storage/history/b", r#"{"payload": "wörld"}"#);
+    let mut c = c;
+    let history = cid(&c, "history");
+    insert_expiring(&mut c, 1, history, "x", 3, now_s() - 10);
+    put(
+        &Session::new(&server, 3),
+        "/storage/tabs/t",
+        r#"{"payload": "abc"}"#,
+    );
+
+    let list = list_json(&server);
+    let expect = serde_json::json!([
+        {"uid": 1, "account": "aaa@x", "created_at": 1_700_000_000_000i64,
+         "replaced_at": null, "records": 2, "bytes": 10},
+        {"uid": 2, "account": "bbb@x", "created_at": 1_600_000_000_000i64,
+         "replaced_at": 1_700_000_000_000i64, "records": 0, "bytes": 0},
+        {"uid": 3, "account": "bbb@x", "created_at": 1_700_000_000_000i64,
+         "replaced_at": null, "records": 1, "bytes": 3},
+    ]);
+    assert_eq!(Value::Array(list), expect);
+
+    let table = ok(&cli(&server, &["users", "list"]));
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    for word in ["uid", "account", "created", "replaced", "records", "bytes"] {
+        assert!(lines[0].contains(&word), "{table}");
+    }
+    assert_eq!(
+        lines[1],
+        ["1", "aaa@x", "2023-11-14", "22:13:20", "-", "2", "10"],
+        "{table}"
+    );
+    assert_eq!(
+        lines[2],
+        [
+            "2",
+            "bbb@x",
+            "2020-09-13",
+            "12:26:40",
+            "2023-11-14",
+            "22:13:20",
+            "0",
+            "0"
+        ],
+        "{table}"
+    );
+    assert_eq!(
+        lines[3],
+        ["3", "bbb@x", "2023-11-14", "22:13:20", "-", "1", "3"],
+        "{table}"
+    );
+}
+
+#[test]
+fn users_delete_by_uid_account_and_email() {
+    let server = Server::start("");
+    let c = db(&server);
+    let created = now_s() * 1000 - 1000;
+    insert_user(&c, 1, &format!("acct1@{FXA}"), created, None);
+    insert_user(&c, 2, &format!("acct2@{FXA}"), created, None);
+    insert_user(&c, 3, &format!("acct3@{FXA}"), created - 10, Some(created));
+    insert_user(&c, 4, &format!("acct3@{FXA}"), created, None);
+    insert_user(&c, 5, &format!("acct5@{FXA}"), created, None);
+    insert_user(&c, 6, &format!("acct6@{FXA}"), created, None);
+    let sessions: Vec<Session> = (1..=6).map(|uid| Session::new(&server, uid)).collect();
+    for s in &sessions {
+        put(s, "/storage/bookmarks/x", r#"{"payload": "data"}"#);
+        put(s, "/storage/tabs/y", r#"{"payload": "more"}"#);
+    }
+    let ini = ini(&server);
+    let users_of = |uid: i64| {
+        c.query_row(
+            "SELECT (SELECT COUNT(*) FROM users WHERE uid = ?1)
+                  + (SELECT COUNT(*) FROM bso WHERE userid = ?1)
+                  + (SELECT COUNT(*) FROM user_collections WHERE userid = ?1)",
+            [uid],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    let before = table_counts(&c);
+
+    // Refused at the prompt, or no answer at all: nothing happens.
+    for answer in ["n\n", "", "whatever\n"] {
+        let o = cli_with(&ini, &["users", "delete", "1"], Some(answer));
+        let err = fails(&o);
+        assert!(err.contains("[y/N]"), "{err}");
+        assert!(err.contains(&format!("acct1@{FXA}")), "{err}");
+        assert!(err.contains("not deleted"), "{err}");
+        assert_eq!(table_counts(&c), before);
+    }
+    // Unknown accounts: a clear message, nothing changed.
+    for target in ["nobody", "999", "acct1@elsewhere"] {
+        let err = fails(&cli(&server, &["users", "delete", target, "--yes"]));
+        assert!(err.contains("no account matches"), "{target}: {err}");
+        assert_eq!(table_counts(&c), before);
+    }
+
+    // "y" on stdin, by uid.
+    let o = cli_with(&ini, &["users", "delete", "1"], Some("y\n"));
+    let out = ok(&o);
+    assert!(out.contains("2 records removed"), "{out}");
+    assert_eq!(users_of(1), 0);
+    // By account uid, by full account (all its uids, replaced too), by uid.
+    ok(&cli(&server, &["users", "delete", "acct2", "--yes"]));
+    assert_eq!(users_of(2), 0);
+    let out = ok(&cli(
+        &server,
+        &["users", "delete", &format!("acct3@{FXA}"), "--yes"],
+    ));
+    assert!(out.contains("4 records removed"), "{out}");
+    assert_eq!(users_of(3) + users_of(4), 0);
+    ok(&cli(&server, &["users", "delete", "5", "-y"]));
+    assert_eq!(users_of(5), 0);
+
+    // Only uid 6 is left, untouched.
+    assert_eq!(
+        table_counts(&c),
+        vec![
+            ("bso", 2),
+            ("user_collections", 2),
+            ("batch_uploads", 0),
+            ("batch_upload_items", 0),
+            ("users", 1),
+            ("syncserver_fcgi_deleted_uids", 0),
+        ]
+    );
+    for s in &sessions[..5] {
+        assert_eq!(
+            s.get("/info/collections").text(),
+            "{}",
+            "uid {}",
+            s.user.uid
+        );
+    }
+    assert_eq!(
+        sessions[5].get_json("/storage/bookmarks/x")["payload"],
+        "data"
+    );
+    let list = list_json(&server);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["uid"], 6);
+}
+
+#[test]
+fn stats_figures() {
+    let server = Server::start("");
+    let mut c = db(&server);
+    insert_user(&c, 1, "aaa@x", 1_600_000_000_000, None);
+    insert_user(&c, 2, "bbb@x", 1_600_000_000_000, Some(1_650_000_000_000));
+    insert_user(&c, 3, "bbb@x", 1_650_000_000_000, None);
+    let s1 = Session::new(&server, 1);
+    put(&s1, "/storage/bookmarks/a", r#"{"payload": "12345"}"#);
+    put(&s1, "/storage/bookmarks/b", r#"{"payload": "123"}"#);
+    put(&s1, "/storage/history/h", r#"{"payload": "1"}"#);
+    put(
+        &Session::new(&server, 3),
+        "/storage/bookmarks/c",
+        r#"{"payload": "12"}"#,
+    );
+    let r = s1.post("/storage/bookmarks?batch=true", r#"[{"id": "z"}]"#);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let history = cid(&c, "history");
+    insert_expiring(&mut c, 1, history, "old", 1, 1_600_000_000);
+    insert_expiring(&mut c, 1, history, "older", 1, 1_650_000_000);
+
+    let v = ok_json(&cli(&server, &["stats", "--json"]));
+    let expect = [
+        ("accounts", 2),
+        ("user_rows", 3),
+        ("collections", 3),
+        ("records", 4),
+        ("expired_records", 2),
+        ("bytes", 11),
+        ("open_batches", 1),
+        ("oldest_expired", 1_600_000_000),
+    ];
+    for (key, value) in expect {
+        assert_eq!(v[key], value, "{key} in {v}");
+    }
+    let size = v["database_bytes"].as_i64().expect("database_bytes");
+    assert!(size > 4096, "{v}");
+
+    let table = ok(&cli(&server, &["stats"]));
+    for (label, value) in [
+        ("accounts", "2"),
+        ("records", "4"),
+        ("open batches", "1"),
+        ("oldest expired record", "2020-09-13 12:26:40"),
+    ] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(label) && l.trim_end().ends_with(value)),
+            "{label} {value} in\n{table}"
+        );
+    }
+}
+
+fn no_partials(dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("partial"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn backup_while_serving_then_restore() {
+    let server = Arc::new(Server::start(""));
+    let s = Session::new(&server, 1);
+    for i in 0..40 {
+        put(
+            &s,
+            &format!("/storage/bookmarks/b{i}"),
+            &format!(r#"{{"payload": "{}"}}"#, "x".repeat(2000)),
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let s = Session::new(&server, 2);
+            let mut statuses = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) || i < 5 {
+                let r = s.put(&format!("/storage/tabs/t{i}"), r#"{"payload": "w"}"#);
+                statuses.push((r.status, r.text()));
+                i += 1;
+            }
+            statuses
+        })
+    };
+    let out_dir = TempDir::new();
+    let target = out_dir.join("backup.db");
+    let out = ok(&cli(&server, &["backup", target.to_str().unwrap()]));
+    stop.store(true, Ordering::SeqCst);
+    assert!(out.contains("backup written"), "{out}");
+    for (status, body) in writer.join().expect("writer") {
+        assert_eq!(status, 200, "{body}");
+    }
+    no_partials(&out_dir.0);
+    {
+        let copy = Connection::open(&target).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        assert_eq!(
+            count(&copy, "SELECT COUNT(*) FROM bso WHERE userid = 1"),
+            40
+        );
+    }
+    assert!(!out_dir.join("backup.db-wal").exists());
+
+    // Written after the backup: must not survive the restore.
+    put(&s, "/storage/bookmarks/later", r#"{"payload": "later"}"#);
+    drop(s);
+    let server = Arc::try_unwrap(server).unwrap_or_else(|_| panic!("server still shared"));
+    let dir = server.stop();
+    std::fs::copy(&target, dir.join("syncserver.db")).unwrap();
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(&format!("syncserver.db{ext}")));
+    }
+    let server = Server::start_in(dir, ServerSpec::default());
+    let s = Session::new(&server, 1);
+    let ids = s.get_json("/storage/bookmarks");
+    assert_eq!(ids.as_array().map(Vec::len), Some(40), "{ids}");
+    assert_eq!(
+        s.get_json("/storage/bookmarks/b7")["payload"],
+        "x".repeat(2000)
+    );
+    assert_eq!(s.get("/storage/bookmarks/later").status, 404);
+}
+
+#[test]
+fn backup_refuses_bad_targets() {
+    let server = Server::start("");
+    put(
+        &Session::new(&server, 1),
+        "/storage/bookmarks/a",
+        r#"{"payload": "x"}"#,
+    );
+    let out_dir = TempDir::new();
+    let existing = out_dir.join("existing.db");
+    std::fs::write(&existing, "keep me").unwrap();
+    let err = fails(&cli(&server, &["backup", existing.to_str().unwrap()]));
+    assert!(err.contains("exists already"), "{err}");
+    assert!(!err.contains("database cannot be written"), "{err}");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+
+    let missing = out_dir.join("no/such/dir/b.db");
+    let err = fails(&cli(&server, &["backup", missing.to_str().unwrap()]));
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!out_dir.join("no").exists());
+
+    // A file where the directory should be.
+    let under_file = existing.join("b.db");
+    let err = fails(&cli(&server, &["backup", under_file.to_str().unwrap()]));
+    assert!(err.contains("does not exist"), "{err}");
+
+    // Unwritable even for root: /proc accepts no new files.
+    let err = fails(&cli(&server, &["backup", "/proc/syncserver-backup.db"]));
+    assert!(
+        err.contains("cannot write the backup /proc/syncserver-backup.db"),
+        "{err}"
+    );
+    assert!(!Path::new("/proc/syncserver-backup.db").exists());
+    no_partials(&out_dir.0);
+    assert_eq!(
+        std::fs::read_dir(&out_dir.0).unwrap().count(),
+        1,
+        "only the existing file"
+    );
+}
+
+#[test]
+fn missing_database_is_explained() {
+    let dir = TempDir::new();
+    let db = dir.join("nope.db");
+    let ini = dir.join("syncserver.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[syncserver]\npublic_url = http://localhost:5000\nsecret = s3cret\nsqluri = sqlite:///{}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let target = dir.join("b.db");
+    let commands: [&[&str]; 6] = [
+        &["purge"],
+        &["purge", "--replaced", "--grace-period", "0"],
+        &["users", "list"],
+        &["users", "delete", "1", "--yes"],
+        &["stats", "--json"],
+        &["backup", target.to_str().unwrap()],
+    ];
+    for args in commands {
+        let err = fails(&cli_with(&ini, args, None));
+        assert!(
+            err.contains("no database at") && err.contains("nope.db"),
+            "{args:?}: {err}"
+        );
+        assert!(!db.exists(), "{args:?} created the database");
+        assert!(!target.exists());
+    }
+}
+
+#[test]
+fn locked_database_fails_cleanly() {
+    let server = Server::start("");
+    let s = Session::new(&server, 1);
+    put(&s, "/storage/history/live", r#"{"payload": "x"}"#);
+    let c = db(&server);
+    insert_user(&c, 1, "aaa@x", 1_600_000_000_000, None);
+    let mut c = c;
+    let history = cid(&c, "history");
+    insert_expiring(&mut c, 1, history, "e", 50, now_s() - 10);
+    let before = table_counts(&c);
+
+    let locker = db(&server);
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let ini = ini(&server);
+    let jobs: Vec<_> = [
+        vec!["purge", "--grace-period", "0", "--replaced"],
+        vec!["users", "delete", "1", "--yes"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let ini = ini.clone();
+        std::thread::spawn(move || (args.clone(), cli_with(&ini, &args, None)))
+    })
+    .collect();
+    let results: Vec<_> = jobs.into_iter().map(|j| j.join().unwrap()).collect();
+    locker.execute_batch("ROLLBACK").unwrap();
+    for (args, o) in results {
+        let err = fails(&o);
+        assert!(err.contains("locked"), "{args:?}: {err}");
+    }
+    assert_eq!(table_counts(&c), before);
+    assert_eq!(s.get_json("/storage/history/live")["payload"], "x");
+}
+
+#[test]
+fn every_command_has_help() {
+    // Bare `--help` prints serve's text (the default command); `help` the overview.
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &["help"],
+            &["purge", "users list", "stats", "backup", "--config"],
+        ),
+        (&["users", "list", "--help"], &["list", "--json"]),
+        (
+            &["purge", "--help"],
+            &["--grace-period", "--replaced", "--chunk", "--json"],
+        ),
+        (&["users", "--help"], &["list", "delete", "--yes", "--json"]),
+        (&["users", "delete", "--help"], &["ACCOUNT|UID", "--yes"]),
+        (&["stats", "--help"], &["--json", "oldest expired"]),
+        (&["backup", "--help"], &["FILE", "restore", "-wal"]),
+        (&["serve", "--help"], &["--bind", "--workers", "SIGTERM"]),
+    ];
+    for (args, words) in cases {
+        let o = Command::new(BIN)
+            .args(args)
+            .env_remove("SYNCSERVER_CONFIG")
+            .output()
+            .unwrap();
+        let out = ok(&o);
+        for w in words {
+            assert!(out.contains(w), "{args:?} lacks {w:?}:\n{out}");
+        }
+    }
+    let err = fails(
+        &Command::new(BIN)
+            .args(["purge", "--nope"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("--nope"), "{err}");
+}

@@ -1,0 +1,472 @@
+//! Process lifecycle end to end: SIGTERM/SIGINT drain in-flight requests and
+//! exit 0, several processes start at once on a brand-new database, and the
+//! per-request log line carries no credentials or payloads.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fcgi_client::{encode_request, CgiResponse, FcgiClient};
+use common::{json, Server, ServerSpec, Session, TempDir, BIN, PUBLIC_URL, SECRET};
+use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
+
+/// A server process started by these tests (the harness's `Server` keeps one
+/// fixed socket per directory and only sends SIGTERM).
+struct Proc {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(ini: &Path, socket: PathBuf, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(ini)
+            .arg("serve")
+            .arg("--bind")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--workers")
+            .arg("2")
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start server");
+        Proc {
+            child: Some(child),
+            socket,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if FcgiClient::connect_unix(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("server exited early ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start:\n{}", self.log());
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// Sends `sig` without waiting.
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own child.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Waits (at most 30 s) for the exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not exit:\n{}", self.log());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Token and Hawk key for `uid`, minted with `secret`.
+fn credentials(uid: u64, secret: &str) -> (String, String) {
+    mint(
+        secret,
+        &TokenPayload {
+            uid,
+            node: PUBLIC_URL.to_string(),
+            expires: (common::now() + 3600.0).floor(),
+            salt: String::new(),
+            fxa_uid: Some(format!("fxa{uid}")),
+            fxa_kid: Some("0000000000001-qqo".into()),
+            hashed_fxa_uid: Some(format!("hashed{uid}")),
+            hashed_device_id: Some("device".into()),
+        },
+    )
+}
+
+/// The encoded FastCGI request (id 1, connection closed after) of a signed
+/// storage request for `uid`; `rest` is below `/storage/1.5/{uid}`.
+fn signed_request(uid: u64, secret: &str, method: &str, rest: &str, body: &[u8]) -> Vec<u8> {
+    let (token, key) = credentials(uid, secret);
+    let path = format!("/storage/1.5/{uid}{rest}");
+    let ct = "application/json";
+    let auth = client_header(
+        &key,
+        &token,
+        common::now() as i64,
+        &format!("lifecycle-{}-{uid}-{}", std::process::id(), body.len()),
+        &HawkRequest {
+            method,
+            path_and_query: &path,
+            host: "localhost",
+            port: 5000,
+            content_type: (!body.is_empty()).then_some(ct.as_bytes()),
+            body,
+        },
+        false,
+    );
+    let len = body.len().to_string();
+    let mut params: Vec<(&[u8], &[u8])> = vec![
+        (b"REQUEST_METHOD", method.as_bytes()),
+        (b"REQUEST_URI", path.as_bytes()),
+        (b"QUERY_STRING", b""),
+        (b"SCRIPT_NAME", path.as_bytes()),
+        (b"REQUEST_SCHEME", b"http"),
+        (b"SERVER_PORT", b"5000"),
+        (b"HTTP_HOST", b"localhost:5000"),
+        (b"HTTP_AUTHORIZATION", auth.as_bytes()),
+    ];
+    if !body.is_empty() {
+        params.push((b"CONTENT_TYPE", ct.as_bytes()));
+        params.push((b"CONTENT_LENGTH", len.as_bytes()));
+    }
+    encode_request(1, &params, body, false)
+}
+
+/// An unsigned GET of `path` (any answer proves the process is serving).
+fn unsigned_get(path: &str) -> Vec<u8> {
+    let params: Vec<(&[u8], &[u8])> = vec![
+        (b"REQUEST_METHOD", b"GET"),
+        (b"REQUEST_URI", path.as_bytes()),
+        (b"QUERY_STRING", b""),
+        (b"REQUEST_SCHEME", b"http"),
+        (b"SERVER_PORT", b"5000"),
+        (b"HTTP_HOST", b"localhost:5000"),
+    ];
+    encode_request(1, &params, b"", false)
+}
+
+fn try_send(socket: &Path, encoded: &[u8]) -> std::io::Result<CgiResponse> {
+    let mut client = FcgiClient::connect_unix(socket)?;
+    client.send_raw(encoded)?;
+    CgiResponse::parse(&client.read_response(1)?)
+}
+
+fn send(socket: &Path, encoded: &[u8]) -> CgiResponse {
+    try_send(socket, encoded).expect("request")
+}
+
+fn write_ini(dir: &TempDir, extra: &str) -> PathBuf {
+    let ini = dir.join("syncserver.ini");
+    std::fs::write(
+        &ini,
+        format!("[syncserver]\npublic_url = {PUBLIC_URL}\n{extra}\n"),
+    )
+    .expect("write ini");
+    ini
+}
+
+/// A request whose body is still arriving when the signal comes is answered
+/// in full, and only then does the process exit 0.
+fn drains_on(sig: i32) {
+    let dir = TempDir::new();
+    let ini = write_ini(&dir, &format!("secret = {SECRET}"));
+    let mut server = Proc::spawn(&ini, dir.join("s.sock"), dir.join("server.log"));
+    server.wait_ready();
+
+    // 100 records is the default max_post_records.
+    let records: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"id": "r{i}", "payload": "{}"}}"#, "p".repeat(1000)))
+        .collect();
+    let body = format!("[{}]", records.join(","));
+    let encoded = signed_request(1, SECRET, "POST", "/storage/bookmarks", body.as_bytes());
+    let split = encoded.len() - 5000;
+
+    let mut client = FcgiClient::connect_unix(&server.socket).expect("connect");
+    client.send_raw(&encoded[..split]).expect("first part");
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(sig);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        server.running(),
+        "exited with a request in flight:\n{}",
+        server.log()
+    );
+    client.send_raw(&encoded[split..]).expect("rest");
+    let raw = client.read_response(1).expect("response after the signal");
+    let resp = CgiResponse::parse(&raw).expect("parse");
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), server.log());
+    let v = json(&resp);
+    assert_eq!(v["success"].as_array().map(Vec::len), Some(100), "{v}");
+    drop(client);
+    assert_eq!(server.wait(), Some(0), "{}", server.log());
+    let log = server.log();
+    assert!(
+        log.contains("POST /storage/1.5/1/storage/bookmarks"),
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+
+    // The data really was committed.
+    let mut again = Proc::spawn(&ini, dir.join("s2.sock"), dir.join("server2.log"));
+    again.wait_ready();
+    let r = send(
+        &again.socket,
+        &signed_request(1, SECRET, "GET", "/info/collection_counts", b""),
+    );
+    assert_eq!(r.text(), r#"{"bookmarks": 100}"#);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_request_and_exits_0() {
+    drains_on(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_finishes_in_flight_request_and_exits_0() {
+    drains_on(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_while_a_client_keeps_requesting() {
+    let mut server = Server::start("");
+    let socket = server.socket.clone();
+    let client = std::thread::spawn(move || {
+        let mut statuses = Vec::new();
+        for i in 0..2000 {
+            let body = format!(r#"{{"payload": "v{i}"}}"#);
+            let req = signed_request(3, SECRET, "PUT", "/storage/tabs/t", body.as_bytes());
+            // After the listener closes, connecting or reading fails: stop there.
+            match try_send(&socket, &req) {
+                Ok(r) => statuses.push((r.status, r.text())),
+                Err(_) => break,
+            }
+        }
+        statuses
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    assert!(started.elapsed() < Duration::from_secs(5), "slow shutdown");
+    let statuses = client.join().expect("client");
+    assert!(!statuses.is_empty());
+    for (status, body) in &statuses {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let log = server.log();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// Several processes at once on a file that does not exist yet (mod_fcgid
+/// starts them like this; the Python server crashed creating its tables).
+#[test]
+fn four_processes_start_on_a_new_database() {
+    for round in 0..3 {
+        let dir = TempDir::new();
+        let db = dir.join("shared.db");
+        // Round 0 has no secret: the processes must also agree on the generated one.
+        let secret_line = if round == 0 {
+            String::new()
+        } else {
+            format!("secret = {SECRET}")
+        };
+        let ini = write_ini(
+            &dir,
+            &format!("sqluri = sqlite:///{}\n{secret_line}", db.display()),
+        );
+        let mut procs: Vec<Proc> = (0..4)
+            .map(|i| {
+                Proc::spawn(
+                    &ini,
+                    dir.join(&format!("s{i}.sock")),
+                    dir.join(&format!("log{i}")),
+                )
+            })
+            .collect();
+        for p in &mut procs {
+            p.wait_ready();
+            // The socket is bound before the database is prepared: an answer
+            // means this process finished its start-up.
+            let r = send(&p.socket, &unsigned_get("/"));
+            assert!(r.status > 0, "{}", p.log());
+        }
+        let secret = if round == 0 {
+            let c = rusqlite::Connection::open(&db).expect("open");
+            c.query_row(
+                "SELECT value FROM syncserver_fcgi_meta WHERE name = 'secret'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .expect("stored secret")
+        } else {
+            SECRET.to_string()
+        };
+        for (i, p) in procs.iter().enumerate() {
+            let uid = 100 + i as u64;
+            let r = send(
+                &p.socket,
+                &signed_request(
+                    uid,
+                    &secret,
+                    "PUT",
+                    "/storage/bookmarks/x",
+                    br#"{"payload": "hi"}"#,
+                ),
+            );
+            assert_eq!(
+                r.status,
+                200,
+                "round {round} proc {i}: {}\n{}",
+                r.text(),
+                p.log()
+            );
+            // Another process reads it back, with the same token secret.
+            let other = &procs[(i + 1) % procs.len()];
+            let r = send(
+                &other.socket,
+                &signed_request(uid, &secret, "GET", "/storage/bookmarks/x", b""),
+            );
+            assert_eq!(
+                r.status,
+                200,
+                "round {round}: {}\n{}",
+                r.text(),
+                other.log()
+            );
+            assert_eq!(json(&r)["payload"], "hi");
+        }
+        for p in &procs {
+            p.signal(libc::SIGTERM);
+        }
+        for (i, p) in procs.iter_mut().enumerate() {
+            assert_eq!(p.wait(), Some(0), "round {round} proc {i}:\n{}", p.log());
+            let log = p.log();
+            assert!(!log.contains("ERROR"), "round {round} proc {i}:\n{log}");
+        }
+    }
+}
+
+#[test]
+fn request_log_lines_carry_no_secrets() {
+    let server = Server::start_spec(ServerSpec {
+        env: vec![("RUST_LOG".into(), "info".into())],
+        ..ServerSpec::default()
+    });
+    let s = Session::new(&server, 7);
+    let marker = "PAYLOAD-MARKER-5f3a9";
+    let mut expected: Vec<(&str, String, u16)> = Vec::new();
+    let mut check = |method: &'static str, rest: &str, status: u16, r: CgiResponse| {
+        assert_eq!(r.status, status, "{method} {rest}: {}", r.text());
+        let path = Server::storage_path(7, rest);
+        let path = path.split('?').next().unwrap_or("").to_string();
+        expected.push((method, path, status));
+    };
+    let body = format!(r#"{{"payload": "{marker}"}}"#);
+    check(
+        "PUT",
+        "/storage/bookmarks/x",
+        200,
+        s.put("/storage/bookmarks/x", &body),
+    );
+    check(
+        "GET",
+        "/storage/bookmarks/x",
+        200,
+        s.get("/storage/bookmarks/x"),
+    );
+    check(
+        "GET",
+        "/storage/bookmarks?full=1",
+        200,
+        s.get("/storage/bookmarks?full=1"),
+    );
+    let batch = format!(r#"[{{"id": "y", "payload": "{marker}"}}]"#);
+    check(
+        "POST",
+        "/storage/bookmarks?batch=true&commit=true",
+        200,
+        s.post("/storage/bookmarks?batch=true&commit=true", &batch),
+    );
+    check(
+        "GET",
+        "/storage/nothing/z",
+        404,
+        s.get("/storage/nothing/z"),
+    );
+    check(
+        "DELETE",
+        "/storage/bookmarks/x",
+        200,
+        s.delete("/storage/bookmarks/x"),
+    );
+    check("GET", "/info/collections", 200, s.get("/info/collections"));
+    // A token signed with another secret is refused; it must not be logged either.
+    let forged = server.user_for_node(7, PUBLIC_URL, "another-secret-value-42");
+    let r = server.signed(&forged, "GET", &s.path("/info/collections"), &[], b"");
+    check("GET", "/info/collections", 401, r);
+    // The tokenserver with a bearer token (no verifier can accept it).
+    let bearer = "bearer-token-value-9c1e";
+    let r = server.request(
+        "GET",
+        "/1.0/sync/1.5",
+        &[("Authorization", &format!("Bearer {bearer}"))],
+        b"",
+    );
+    assert!(r.status >= 400, "{}", r.text());
+
+    let log = server.log();
+    let request_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ms") && (l.contains(" uid=") || l.contains("/1.0/sync/1.5")))
+        .collect();
+    assert_eq!(
+        request_lines.len(),
+        expected.len() + 1,
+        "one line per request:\n{log}"
+    );
+    for (line, (method, path, status)) in request_lines.iter().zip(&expected) {
+        assert!(line.contains(" INFO "), "{line}");
+        let want = format!("{method} {path} uid=7 {status} ");
+        assert!(line.contains(&want), "{line:?} lacks {want:?}");
+    }
+    for secret in [
+        s.user.token.as_str(),
+        s.user.key.as_str(),
+        forged.token.as_str(),
+        forged.key.as_str(),
+        SECRET,
+        marker,
+        bearer,
+        "Hawk ",
+        "Authorization",
+    ] {
+        assert!(!log.contains(secret), "log contains {secret:?}:\n{log}");
+    }
+}
