@@ -130,7 +130,10 @@ fn systemd_analyze_verify() {
         .is_ok_and(|s| s.success());
     if !works {
         // .ci/run installs the systemd package: in CI this must run.
-        assert!(std::env::var_os("CI").is_none(), "systemd-analyze missing in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze missing in CI"
+        );
         eprintln!("SKIPPED: systemd-analyze is not available");
         return;
     }
@@ -236,7 +239,10 @@ fn activated_command_line_serves() {
         .output()
         .is_err()
     {
-        assert!(std::env::var_os("CI").is_none(), "systemd-socket-activate missing in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-socket-activate missing in CI"
+        );
         eprintln!("SKIPPED: systemd-socket-activate is not available");
         return;
     }

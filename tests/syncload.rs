@@ -116,22 +116,63 @@ fn every_workload_runs_without_errors() {
     let svg = server.dir.join("chart.svg");
     let plain = format!("{}/__lbheartbeat__", server.url);
     syncload(&[
-        "--base-url", &plain, "--workload", "plain", "--concurrency", "2", "--duration", "0.5",
-        "--label", "hello", "--json-out", server.dir.join("ceiling.json").to_str().unwrap(),
+        "--base-url",
+        &plain,
+        "--workload",
+        "plain",
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.5",
+        "--label",
+        "hello",
+        "--json-out",
+        server.dir.join("ceiling.json").to_str().unwrap(),
     ]);
     let out = syncload(&[
-        "--base-url", &server.url, "--secret", SECRET, "--jwt-key", key_path(),
-        "--jwt-kid", "bench-key", "--workload", "all", "--concurrency", "2",
-        "--duration", "1", "--users", "3", "--records", "300", "--seed",
-        "--label", "ours", "--json-out", json.to_str().unwrap(),
-        "--svg-out", svg.to_str().unwrap(),
+        "--base-url",
+        &server.url,
+        "--secret",
+        SECRET,
+        "--jwt-key",
+        key_path(),
+        "--jwt-kid",
+        "bench-key",
+        "--workload",
+        "all",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--users",
+        "3",
+        "--records",
+        "300",
+        "--seed",
+        "--label",
+        "ours",
+        "--json-out",
+        json.to_str().unwrap(),
+        "--svg-out",
+        svg.to_str().unwrap(),
     ]);
     let v = read_json(&json);
     let results = v["results"].as_array().expect("results");
-    let names: Vec<&str> = results.iter().filter_map(|r| r["workload"].as_str()).collect();
+    let names: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r["workload"].as_str())
+        .collect();
     assert_eq!(
         names,
-        ["info", "read-page", "full-read", "batch", "put", "session", "token"],
+        [
+            "info",
+            "read-page",
+            "full-read",
+            "batch",
+            "put",
+            "session",
+            "token"
+        ],
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -150,12 +191,19 @@ fn every_workload_runs_without_errors() {
 
     // The report puts both files in one table with ratios to the ceiling.
     let table = syncload(&[
-        "report", "--ceiling", server.dir.join("ceiling.json").to_str().unwrap(),
+        "report",
+        "--ceiling",
+        server.dir.join("ceiling.json").to_str().unwrap(),
         json.to_str().unwrap(),
     ]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("| hello | plain | 2 |"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("| ours | batch | 2 |") && l.ends_with("% |")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("| ours | batch | 2 |") && l.ends_with("% |")),
+        "{table}"
+    );
 }
 
 #[test]
@@ -170,10 +218,25 @@ fn startup_probe_reports_time_and_rss() {
         .replace(&server.url, &url);
     std::fs::write(&ini, text).expect("write ini");
     let out = syncload(&[
-        "startup", "--base-url", &url, "--secret", SECRET, "--runs", "2", "--", BIN,
-        "--config", ini.to_str().unwrap(), "serve", "--http", &format!("127.0.0.1:{port}"),
+        "startup",
+        "--base-url",
+        &url,
+        "--secret",
+        SECRET,
+        "--runs",
+        "2",
+        "--",
+        BIN,
+        "--config",
+        ini.to_str().unwrap(),
+        "serve",
+        "--http",
+        &format!("127.0.0.1:{port}"),
     ]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("startup JSON");
-    assert!(v["first_response_ms"]["median"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    assert!(
+        v["first_response_ms"]["median"].as_f64().unwrap_or(0.0) > 0.0,
+        "{v}"
+    );
     assert!(v["rss_kb"]["max"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
 }

@@ -88,8 +88,8 @@ pub fn connect(location: &Location) -> rusqlite::Result<Connection> {
 impl SqliteDb {
     /// Opens a session on a database whose schema is already in place.
     pub fn open(location: &Location) -> DbResult<SqliteDb> {
-        let conn = connect(location).map_err(map_err)?;
-        let collections = Collections::load(&conn).map_err(map_err)?;
+        let conn = retry_busy(|| connect(location)).map_err(map_err)?;
+        let collections = retry_busy(|| Collections::load(&conn)).map_err(map_err)?;
         Ok(SqliteDb { conn, collections })
     }
 
@@ -120,9 +120,43 @@ pub fn prepare(location: &Location) -> DbResult<(Connection, schema::Migration)>
     if let Location::File(path) = location {
         check_directory(path)?;
     }
-    let mut conn = connect(location).map_err(map_err)?;
-    let migration = schema::ensure(&mut conn).map_err(map_err)?;
+    let mut conn = retry_busy(|| connect(location)).map_err(map_err)?;
+    let migration = retry_busy(|| schema::ensure(&mut conn)).map_err(map_err)?;
     Ok((conn, migration))
+}
+
+/// Repeats `f` while SQLite answers "busy", for up to the busy timeout.
+///
+/// Needed at start-up only: switching a brand-new file to WAL, or another
+/// process's WAL recovery, can answer SQLITE_BUSY at once without calling the
+/// busy handler, so several processes starting together on a new database
+/// would otherwise fail (the Python server crashed there).
+pub fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(e)
+                if matches!(map_err_ref(&e), Some(DbError::Busy))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn map_err_ref(e: &rusqlite::Error) -> Option<DbError> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            Some(DbError::Busy)
+        }
+        _ => None,
+    }
 }
 
 fn check_directory(path: &Path) -> DbResult<()> {
