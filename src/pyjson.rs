@@ -4,8 +4,20 @@
 
 /// Appends `s` as a JSON string the way Python's `json.dumps(ensure_ascii=True)` writes it.
 pub fn push_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    // Copy runs of plain printable ASCII in one go: payloads are mostly that.
+    while i < bytes.len() {
+        match bytes[i..].iter().position(|b| ESCAPE[usize::from(*b)]) {
+            Some(n) => i += n,
+            None => break,
+        }
+        out.push_str(&s[run..i]);
+        let c = s[i..].chars().next().unwrap_or('\u{fffd}');
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -14,17 +26,31 @@ pub fn push_str(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
+                    let _ = write!(out, "\\u{u:04x}");
                 }
             }
         }
+        i += c.len_utf8();
+        run = i;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
+
+/// Bytes that cannot be copied as they are: controls, `"`, `\\`, DEL and
+/// everything outside ASCII.
+const ESCAPE: [bool; 256] = {
+    let mut table = [true; 256];
+    let mut b = b' ';
+    while b <= b'~' {
+        table[b as usize] = b == b'"' || b == b'\\';
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

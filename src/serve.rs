@@ -185,6 +185,20 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
     Ok(Built { app, workers })
 }
 
+/// glibc's defaults suit neither a small box nor our request sizes: one malloc
+/// arena per thread made RSS grow to ~100 MB under load, and trimming the heap
+/// after every ~100 KB response made each request fault its pages in again.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any worker
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    }
+}
+
 /// A secret kept in our meta table: generated once, then shared by every
 /// worker and restart (the Python server gave each worker its own).
 fn stored_secret(conn: &rusqlite::Connection, name: &str, what: &str) -> Result<String, String> {
@@ -223,6 +237,7 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&settings);
+    tune_allocator();
     for note in &settings.notes {
         match note.level {
             NoteLevel::Warning => log::warn!("config: {}", note.message),

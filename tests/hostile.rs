@@ -771,7 +771,17 @@ fn hostile_table() {
     assert_eq!(tables, 1, "bso table still there");
     assert_eq!(s.get("/info/collections").status, 200);
     assert_eq!(fxa.count("/v1/jwks"), 0, "inline keys: no JWKS fetch");
-    assert!(!server.log().contains("panicked"), "{}", server.log());
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    // Logs never carry credentials or payloads, even at debug level.
+    for (what, secret) in [
+        ("token", ctx.good.token.as_str()),
+        ("hawk key", ctx.good.key.as_str()),
+        ("secret", common::SECRET),
+        ("payload", CANARY),
+    ] {
+        assert!(!log.contains(secret), "the log contains the {what}");
+    }
     eprintln!("hostile table: {} rows, none answered 500", CASES.len());
 }
 

@@ -189,6 +189,33 @@ fn every_workload_runs_without_errors() {
     let chart = std::fs::read_to_string(&svg).expect("chart written");
     assert!(chart.starts_with("<svg") && chart.contains(">read-page<"));
 
+    // Credentials from the token server (OAuth JWT + X-KeyID) instead of the shared secret.
+    let via_token = server.dir.join("via-token.json");
+    let token_server = format!("{}/token", server.url);
+    syncload(&[
+        "--token-server",
+        &token_server,
+        "--jwt-key",
+        key_path(),
+        "--jwt-kid",
+        "bench-key",
+        "--workload",
+        "info",
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.5",
+        "--users",
+        "2",
+        "--json-out",
+        via_token.to_str().unwrap(),
+    ]);
+    let r = &read_json(&via_token)["results"][0];
+    assert!(
+        r["ok"].as_u64().unwrap_or(0) > 0 && r["errors"] == serde_json::json!({}),
+        "{r}"
+    );
+
     // The report puts both files in one table with ratios to the ceiling.
     let table = syncload(&[
         "report",

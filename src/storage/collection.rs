@@ -24,30 +24,31 @@ pub fn get(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
         .pool()
         .get()
         .get_bsos(ctx.uid, collection, &query, ctx.pre)?;
-    let values: Vec<String> = page
+    // One buffer for the whole body: pages of 100 records are ~100 KB.
+    let size: usize = page
         .items
         .iter()
-        .map(|b| {
-            if query.full {
-                let mut s = String::with_capacity(b.payload.len() + 96);
-                json::push_bso(&mut s, b);
-                s
-            } else {
-                json::string(&b.id)
-            }
-        })
-        .collect();
-    let (body, mime) = match format {
-        Format::Json => (format!("[{}]", values.join(", ")), "application/json"),
-        Format::Newlines => {
-            let mut body = String::with_capacity(values.iter().map(|v| v.len() + 1).sum());
-            for v in &values {
-                body.push_str(v);
-                body.push('\n');
-            }
-            (body, "application/newlines")
-        }
+        .map(|b| b.id.len() + b.payload.len() + 100)
+        .sum();
+    let mut body = String::with_capacity(size + 2);
+    let (open, separator, close, mime) = match format {
+        Format::Json => ("[", ", ", "]", "application/json"),
+        Format::Newlines => ("", "\n", "\n", "application/newlines"),
     };
+    body.push_str(open);
+    for (i, b) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push_str(separator);
+        }
+        if query.full {
+            json::push_bso(&mut body, b);
+        } else {
+            json::push_str(&mut body, &b.id);
+        }
+    }
+    if format == Format::Json || !page.items.is_empty() {
+        body.push_str(close);
+    }
     let mut resp = Response::new(200, mime, body);
     resp = last_modified(resp, page.last_modified);
     resp.set_header("X-Weave-Records", page.items.len().to_string());

@@ -97,8 +97,7 @@ fn for_accounts(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into())))
-            .collect::<Result<(), String>>()
+            .try_for_each(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into())))
     })
 }
 

@@ -40,15 +40,27 @@ fn collect(reports: &[Report]) -> Series {
     series
 }
 
-/// A tick step of 1, 2 or 5 × 10^k giving about five ticks up to `max`.
-fn nice_step(max: f64) -> f64 {
-    let raw = (max / 5.0).max(1e-9);
-    let mag = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag)
+/// The decades a log axis spans: 10^lo ..= 10^hi, covering every positive value.
+fn decades(values: impl Iterator<Item = f64>) -> (i32, i32) {
+    let (mut min, mut max) = (f64::MAX, 0.0_f64);
+    for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
+        min = min.min(v);
+        max = max.max(v);
+    }
+    if max <= 0.0 {
+        return (0, 1);
+    }
+    let lo = min.log10().floor() as i32;
+    let hi = (max.log10().ceil() as i32).max(lo + 1);
+    (lo, hi)
+}
+
+fn tick_label(exp: i32) -> String {
+    if exp >= 0 {
+        format!("{}", 10u64.saturating_pow(exp.unsigned_abs()))
+    } else {
+        format!("{}", 10f64.powi(exp))
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -60,12 +72,8 @@ fn esc(s: &str) -> String {
 /// One panel at horizontal offset `x0`; `pick` chooses throughput (0) or p99 (1).
 fn panel(out: &mut String, x0: f64, title: &str, series: &Series, levels: &[usize], pick: usize) {
     let val = |p: &(f64, f64)| if pick == 0 { p.0 } else { p.1 };
-    let max = series
-        .values()
-        .flat_map(|m| m.values().map(val))
-        .fold(0.0_f64, f64::max);
-    let step = nice_step(max);
-    let top = (max / step).ceil().max(1.0) * step;
+    // Log scale: the workloads span two to three orders of magnitude.
+    let (lo, hi) = decades(series.values().flat_map(|m| m.values().map(val)));
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
     let x_of = |c: usize| {
@@ -78,16 +86,19 @@ fn panel(out: &mut String, x0: f64, title: &str, series: &Series, levels: &[usiz
                 pw * i / n
             }
     };
-    let y_of = |v: f64| TOP + ph - ph * (v / top);
+    let y_of = |v: f64| {
+        let l = if v > 0.0 { v.log10() } else { f64::from(lo) };
+        let f = ((l - f64::from(lo)) / f64::from(hi - lo)).clamp(0.0, 1.0);
+        TOP + ph - ph * f
+    };
     let _ = writeln!(
         out,
         r#"<text x="{:.1}" y="20" font-weight="bold" text-anchor="middle">{}</text>"#,
         x0 + LEFT + pw / 2.0,
         esc(title)
     );
-    let mut t = 0.0;
-    while t <= top + step / 2.0 {
-        let y = y_of(t);
+    for exp in lo..=hi {
+        let y = y_of(10f64.powi(exp));
         let _ = writeln!(
             out,
             r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -95,13 +106,8 @@ fn panel(out: &mut String, x0: f64, title: &str, series: &Series, levels: &[usiz
             x0 + LEFT + pw,
             x0 + LEFT - 6.0,
             y + 4.0,
-            if top >= 100.0 {
-                format!("{t:.0}")
-            } else {
-                format!("{t:.1}")
-            }
+            tick_label(exp)
         );
-        t += step;
     }
     for c in levels {
         let _ = writeln!(
@@ -154,12 +160,19 @@ pub fn chart(reports: &[Report]) -> String {
     panel(
         &mut out,
         0.0,
-        "throughput (successful req/s)",
+        "throughput (successful req/s, log scale)",
         &series,
         &levels,
         0,
     );
-    panel(&mut out, W, "p99 latency (ms)", &series, &levels, 1);
+    panel(
+        &mut out,
+        W,
+        "p99 latency (ms, log scale)",
+        &series,
+        &levels,
+        1,
+    );
     for (k, name) in series.keys().enumerate() {
         let color = COLORS.get(k % COLORS.len()).copied().unwrap_or("#000");
         let x = LEFT + (k % 3) as f64 * 280.0;
@@ -217,8 +230,11 @@ mod tests {
     }
 
     #[test]
-    fn ticks_are_round() {
-        assert_eq!(nice_step(1000.0), 200.0);
-        assert_eq!(nice_step(7.0), 2.0);
+    fn log_axis_covers_all_values() {
+        assert_eq!(decades([60.0, 12_000.0].into_iter()), (1, 5));
+        assert_eq!(decades([0.0].into_iter()), (0, 1));
+        assert_eq!(decades([0.25, 0.3].into_iter()), (-1, 0));
+        assert_eq!(tick_label(3), "1000");
+        assert_eq!(tick_label(-1), "0.1");
     }
 }

@@ -340,7 +340,7 @@ fn session(c: &Client, cr: &Creds, tabs_body: &[u8], acct: &mut Account, s: &mut
     timed(s, all_stored, || c.signed(cr, "POST", tabs, &[], tabs_body));
     acct.sessions += 1;
     // Now and then another device changed the engine list: a conditional meta/global write.
-    if acct.sessions % 10 == 0 {
+    if acct.sessions.is_multiple_of(10) {
         let since = acct.meta_modified.clone().unwrap_or_else(|| "0".into());
         let body = meta_global_body();
         let h = [("X-If-Unmodified-Since", since.as_str())];
