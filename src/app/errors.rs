@@ -3,6 +3,8 @@
 //! Storage errors use the Weave conventions (bare-integer JSON bodies); the
 //! configuration error keeps the Python server's JSON message.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::db::DbError;
 use crate::http::Response;
 use crate::storage::{StorageError, WeaveCode};
@@ -168,6 +170,24 @@ fn storage(err: StorageError) -> Response {
     }
 }
 
+/// Logs a lasting fault once a minute instead of on every refused request.
+struct RateLimit(AtomicU64);
+
+impl RateLimit {
+    fn due(&self) -> bool {
+        let now = crate::timestamp::now_ms();
+        let last = self.0.load(Ordering::Relaxed);
+        now - last as i64 >= 60_000
+            && self
+                .0
+                .compare_exchange(last, now as u64, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+static BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
+static FAULT_LOG: RateLimit = RateLimit(AtomicU64::new(0));
+
 fn db(err: DbError) -> Response {
     match err {
         DbError::PreconditionFailed(ts) => {
@@ -180,15 +200,21 @@ fn db(err: DbError) -> Response {
         DbError::InvalidBatch => zero(400),
         DbError::OverQuota => Response::json(403, r#"{"status": "quota-exceeded", "errors": []}"#),
         DbError::Busy => {
-            log::warn!("database busy: another writer held the lock too long; answered 503");
+            if BUSY_LOG.due() {
+                log::warn!("database busy: another writer held the lock over 5 s; answering 503 (logged at most once a minute)");
+            }
             zero(503).with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
         }
         DbError::Unwritable(why) => {
-            log::error!("database cannot be written ({why}); answered 503 until this is fixed");
+            if FAULT_LOG.due() {
+                log::error!("database cannot be written ({why}): writes are answered 503 until this is fixed (disk full? read-only file or directory?); logged at most once a minute");
+            }
             zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
         DbError::Backend(why) => {
-            log::error!("database error: {why}; answered 503");
+            if FAULT_LOG.due() {
+                log::error!("database error: {why}; answered 503 (logged at most once a minute)");
+            }
             zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
     }

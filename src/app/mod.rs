@@ -73,6 +73,10 @@ impl App {
         if req.method.is_empty() {
             return ("-".into(), Err(AppError::BadGateway("no REQUEST_METHOD")));
         }
+        // Without a Host header the front end is broken (CGI requires one).
+        if !self.config.force_wsgi_environ && req.header("host").is_none() {
+            return ("-".into(), Err(AppError::BadGateway("no Host header")));
+        }
         let addressed =
             origin::address(req, &self.config.public_url, self.config.force_wsgi_environ);
         let route = routes::route(&addressed.local_path);

@@ -184,9 +184,10 @@ impl Server {
         while Instant::now() < deadline {
             // The socket accepts before the database is ready: wait for an answer.
             if let Ok(mut client) = FcgiClient::connect_unix(&self.socket) {
-                let params: [(&[u8], &[u8]); 2] = [
+                let params: [(&[u8], &[u8]); 3] = [
                     (b"REQUEST_METHOD", b"GET"),
                     (b"REQUEST_URI", b"/__lbheartbeat__"),
+                    (b"HTTP_HOST", b"localhost"),
                 ];
                 if matches!(client.request(&params, b"", false), Ok(r) if r.status == 200) {
                     return;

@@ -116,10 +116,17 @@ pub fn get_bsos(
         });
     }
 
-    let mut sql = String::from(if q.full {
+    let columns = if q.full {
         "SELECT id, modified, payload, sortindex FROM bso"
     } else {
         "SELECT id, modified FROM bso"
+    };
+    // No index orders by sortindex (the Python schema has none, and we add no
+    // indexes to its tables): sort only (sortindex, rowid) pairs, then fetch
+    // the page's records, so the sort never copies payloads.
+    let mut sql = String::from(match q.sort {
+        Sort::Index => "SELECT rowid FROM bso",
+        _ => columns,
     });
     sql.push_str(" WHERE userid = ? AND collection = ? AND ttl > ?");
     let mut args: Vec<Value> = vec![(uid as i64).into(), cid.into(), now_s().into()];
@@ -160,6 +167,9 @@ pub fn get_bsos(
         Sort::Index => " ORDER BY sortindex DESC, rowid DESC",
     });
     sql.push_str(" LIMIT ? OFFSET ?");
+    if q.sort == Sort::Index {
+        sql = format!("{columns} WHERE rowid IN ({sql}) ORDER BY sortindex DESC, rowid DESC");
+    }
     let fetch = q
         .limit
         .map(|l| l.saturating_add(1))

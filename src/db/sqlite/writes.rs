@@ -29,6 +29,17 @@ ON CONFLICT (userid, collection, id) DO UPDATE SET
   modified = CASE WHEN ?10 OR ?5 IS NOT NULL OR ttl <= ?9 THEN ?8 ELSE modified END,
   ttl = CASE WHEN ?7 IS NOT NULL THEN ?7 WHEN ttl <= ?9 THEN 2100000000 ELSE ttl END";
 
+/// The common case of an upload: a live record rewritten without a new ttl.
+/// Not naming `ttl` in the SET clause spares SQLite the `bso_ttl_idx` update
+/// that the general upsert pays on every row.
+const UPDATE_LIVE_BSO: &str = "
+UPDATE bso SET
+  sortindex = COALESCE(?4, sortindex),
+  payload = COALESCE(?5, payload),
+  payload_size = COALESCE(?6, payload_size),
+  modified = CASE WHEN ?10 OR ?5 IS NOT NULL THEN ?8 ELSE modified END
+WHERE userid = ?1 AND collection = ?2 AND id = ?3 AND ttl > ?9 AND ?7 IS NULL";
+
 const TOUCH_COLLECTION: &str = "
 INSERT INTO user_collections (userid, collection, last_modified) VALUES (?1, ?2, ?3)
 ON CONFLICT (userid, collection) DO UPDATE SET last_modified = excluded.last_modified";
@@ -114,6 +125,21 @@ fn upsert(
 ) -> rusqlite::Result<()> {
     let now = now_s(ts);
     let ttl = item.ttl.map(|t| now + t);
+    let args = params![
+        uid as i64,
+        cid,
+        item.id,
+        item.sortindex,
+        item.payload,
+        item.payload.as_deref().map(payload_size),
+        ttl,
+        ts,
+        now,
+        force_modified,
+    ];
+    if ttl.is_none() && conn.prepare_cached(UPDATE_LIVE_BSO)?.execute(args)? == 1 {
+        return Ok(());
+    }
     conn.prepare_cached(UPSERT_BSO)?.execute(params![
         uid as i64,
         cid,
