@@ -104,6 +104,9 @@ http {
     proxy_temp_path tmp/proxy;  scgi_temp_path tmp/scgi;  uwsgi_temp_path tmp/uwsgi;
     client_max_body_size 3m;
     client_body_buffer_size 256k;
+    # As in contrib/nginx: a 100-record page (~110 KB) stays in memory.
+    fastcgi_buffer_size 16k;
+    fastcgi_buffers 32 8k;
     ${NGINX_EXTRA:-}
     upstream sync { server unix:$D/sock/sync.sock; keepalive 16; }
     upstream hello { server unix:$D/sock/hello.sock; keepalive 16; }

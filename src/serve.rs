@@ -111,20 +111,17 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
     } else {
         workers
     };
-    let mut sessions: Vec<Box<dyn Database>> = Vec::with_capacity(workers);
-    if location == Location::Memory {
-        sessions.push(Box::new(
-            SqliteDb::from_connection(conn).map_err(|e| e.to_string())?,
-        ));
-    } else {
-        drop(conn);
-        for _ in 0..workers {
-            sessions.push(Box::new(
-                SqliteDb::open(&location).map_err(|e| e.to_string())?,
-            ));
-        }
-    }
-    let pool = Arc::new(Pool::new(sessions));
+    // The start-up connection is the first session; the others open on demand.
+    let first: Box<dyn Database> =
+        Box::new(SqliteDb::from_connection(conn).map_err(|e| e.to_string())?);
+    let opener_location = location.clone();
+    let pool = Arc::new(Pool::new(
+        first,
+        workers,
+        Box::new(move || {
+            SqliteDb::open(&opener_location).map(|db| Box::new(db) as Box<dyn Database>)
+        }),
+    ));
 
     let tokenserver = Tokenserver::new(
         TokenserverConfig {

@@ -132,7 +132,7 @@ impl App {
     }
 
     fn heartbeat(&self) -> Response {
-        let db = self.storage.pool().get().ping();
+        let db = self.storage.pool().get().and_then(|mut db| db.ping());
         let (status, db_state) = match &db {
             Ok(()) => (200, "Ok"),
             Err(e) => {

@@ -1,52 +1,87 @@
-//! A fixed set of database sessions, one per request being handled.
+//! A bounded set of database sessions, one per request being handled.
 //!
 //! The number of sessions is `--workers`: it bounds how many requests run at
-//! once, while connection threads only wait on sockets.
+//! once, while connection threads only wait on sockets. Sessions are opened on
+//! first need, so a process that mod_fcgid starts for one request opens one.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use super::Database;
+use super::{Database, DbResult};
+
+/// Opens one more session.
+pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn Database>> + Send + Sync>;
+
+struct State {
+    idle: Vec<Box<dyn Database>>,
+    /// Sessions that exist (idle or on loan).
+    open: usize,
+}
 
 /// Sessions waiting to be used.
 pub struct Pool {
-    idle: Mutex<Vec<Box<dyn Database>>>,
+    state: Mutex<State>,
     available: Condvar,
     size: usize,
+    opener: Opener,
 }
 
 impl Pool {
-    /// A pool owning the given sessions.
-    pub fn new(sessions: Vec<Box<dyn Database>>) -> Pool {
-        let size = sessions.len();
+    /// A pool of at most `size` sessions, starting with `first` and opening
+    /// more with `opener` when all are busy.
+    pub fn new(first: Box<dyn Database>, size: usize, opener: Opener) -> Pool {
         Pool {
-            idle: Mutex::new(sessions),
+            state: Mutex::new(State {
+                idle: vec![first],
+                open: 1,
+            }),
             available: Condvar::new(),
-            size,
+            size: size.max(1),
+            opener,
         }
     }
 
-    /// How many sessions the pool holds.
+    /// How many sessions the pool may hold.
     pub fn size(&self) -> usize {
         self.size
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Box<dyn Database>>> {
-        // A panic while holding this lock cannot leave the Vec inconsistent.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a free session.
-    pub fn get(&self) -> PooledDb<'_> {
-        let mut idle = self.lock();
+    /// A free session: an idle one, a new one while under `size`, or the next
+    /// one to come back.
+    pub fn get(&self) -> DbResult<PooledDb<'_>> {
+        let mut state = self.lock();
         loop {
-            if let Some(db) = idle.pop() {
-                return PooledDb {
-                    pool: self,
-                    db: Some(db),
+            if let Some(db) = state.idle.pop() {
+                return Ok(self.loan(db));
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                return match (self.opener)() {
+                    Ok(db) => Ok(self.loan(db)),
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.available.notify_one();
+                        Err(e)
+                    }
                 };
             }
-            idle = self.available.wait(idle).unwrap_or_else(|e| e.into_inner());
+            state = self
+                .available
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn loan(&self, db: Box<dyn Database>) -> PooledDb<'_> {
+        PooledDb {
+            pool: self,
+            db: Some(db),
         }
     }
 }
@@ -78,7 +113,7 @@ impl DerefMut for PooledDb<'_> {
 impl Drop for PooledDb<'_> {
     fn drop(&mut self) {
         if let Some(db) = self.db.take() {
-            self.pool.lock().push(db);
+            self.pool.lock().idle.push(db);
             self.pool.available.notify_one();
         }
     }

@@ -22,7 +22,7 @@ pub fn get(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
     let page: BsoPage = ctx
         .storage
         .pool()
-        .get()
+        .get()?
         .get_bsos(ctx.uid, collection, &query, ctx.pre)?;
     // One buffer for the whole body: pages of 100 records are ~100 KB.
     let size: usize = page
@@ -190,7 +190,7 @@ pub fn post(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
     })?;
     declared_sizes(ctx)?;
     let upload = parse_body(ctx, collection)?;
-    let mut db = ctx.storage.pool().get();
+    let mut db = ctx.storage.pool().get()?;
     let wctx = ctx.write(collection);
     let (status, extra, ts, quota_left) = match mode {
         BatchMode::None => {
@@ -258,7 +258,7 @@ pub(crate) fn with_quota(resp: Response, left: Option<i64>) -> Response {
 pub fn delete(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
     negotiate(ctx.req.header("accept"), &[Format::Json]).ok_or(StorageError::NotAcceptable)?;
     let pairs = query_pairs(&ctx.req.query);
-    let mut db = ctx.storage.pool().get();
+    let mut db = ctx.storage.pool().get()?;
     let ts = match params::last(&pairs, "ids") {
         Some(ids) => {
             let ids = params::ids(ids).map_err(|e| StorageError::param(e.0))?;

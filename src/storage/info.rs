@@ -15,7 +15,7 @@ fn require_json(ctx: &Ctx) -> Result<(), StorageError> {
 /// GET on one of the user's info views.
 pub fn view(ctx: &Ctx, which: Info) -> Result<Response, StorageError> {
     require_json(ctx)?;
-    let mut db = ctx.storage.pool().get();
+    let mut db = ctx.storage.pool().get()?;
     let storage_ts = db.storage_timestamp(ctx.uid)?;
     // Info views are storage-level resources: their timestamp is the storage one.
     ctx.pre.check(storage_ts)?;
@@ -86,6 +86,6 @@ pub fn configuration(config: &StorageConfig) -> Result<Response, StorageError> {
 /// `DELETE /1.5/{uid}` and `/1.5/{uid}/storage`.
 pub fn delete_storage(ctx: &Ctx) -> Result<Response, StorageError> {
     require_json(ctx)?;
-    ctx.storage.pool().get().delete_storage(ctx.uid, ctx.pre)?;
+    ctx.storage.pool().get()?.delete_storage(ctx.uid, ctx.pre)?;
     Ok(Response::json(200, "{}").with_header("X-Last-Modified", timestamp::format(0)))
 }

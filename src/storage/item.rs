@@ -21,7 +21,7 @@ pub fn get(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, StorageErr
     let bso = ctx
         .storage
         .pool()
-        .get()
+        .get()?
         .get_bso(ctx.uid, collection, id, ctx.pre)?;
     let mut body = String::with_capacity(bso.payload.len() + 96);
     json::push_bso(&mut body, &bso);
@@ -58,7 +58,7 @@ pub fn put(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, StorageErr
     let outcome = ctx
         .storage
         .pool()
-        .get()
+        .get()?
         .put_bso(ctx.write(collection), &item)?;
     let resp = Response::json(200, timestamp::format(outcome.modified));
     Ok(super::collection::with_quota(
@@ -73,7 +73,7 @@ pub fn delete(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, Storage
     let ts = ctx
         .storage
         .pool()
-        .get()
+        .get()?
         .delete_bso(ctx.write(collection), id)?;
     let body = format!("{{\"modified\": {}}}", timestamp::format(ts));
     Ok(last_modified(Response::json(200, body), Some(ts)))

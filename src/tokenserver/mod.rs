@@ -209,7 +209,7 @@ impl Tokenserver {
         let node = self.config.node_url.as_str();
         let record = self
             .pool
-            .get()
+            .get()?
             .token_user(&id.email, now_ms(), &mut |state| match rules::decide(
                 state,
                 &id.claims,
