@@ -11,6 +11,9 @@ pub mod schema;
 pub mod users;
 mod writes;
 
+#[cfg(test)]
+mod plans;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
