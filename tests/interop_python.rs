@@ -10,23 +10,9 @@ use std::process::Command;
 use common::{now, Server};
 use syncserver_fcgi::auth::{mint, TokenPayload};
 
-/// The venv python: `SYNCSERVER_TEST_PYTHON`, else `.venv/bin/python` in the repo.
-fn python() -> PathBuf {
-    let path = match std::env::var_os("SYNCSERVER_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    };
-    assert!(
-        path.exists(),
-        "no Python with tokenlib/hawkauthlib at {}: run scripts/test (it creates .venv)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn python_libraries_interoperate() {
-    let python = python();
+    let python = common::venv_python("tokenlib/hawkauthlib");
     let server = Server::start("");
     let uid = 11;
     let payload = TokenPayload {

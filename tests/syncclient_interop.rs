@@ -15,20 +15,6 @@ use std::time::{Duration, Instant};
 use common::fxa::{self, FakeFxa, TestKey};
 use common::{Server, ServerSpec};
 
-/// The venv python: `SYNCSERVER_TEST_PYTHON`, else `.venv/bin/python` in the repo.
-fn python() -> PathBuf {
-    let path = match std::env::var_os("SYNCSERVER_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    };
-    assert!(
-        path.exists(),
-        "no Python with syncclient/requests-hawk at {}: run scripts/test (it creates .venv)",
-        path.display()
-    );
-    path
-}
-
 /// nginx from PATH (or /usr/sbin, where Debian puts it).
 fn nginx() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -152,7 +138,7 @@ impl Drop for Nginx {
 
 #[test]
 fn syncclient_signs_in_and_syncs_through_nginx() {
-    let python = python();
+    let python = common::venv_python("syncclient/requests-hawk");
     let key = TestKey::load("oauth-test-key.pk8", "key-1");
     let fxa = FakeFxa::start(&[&key]);
     let port = free_port();

@@ -410,6 +410,21 @@ pub struct User {
     pub key: String,
 }
 
+/// The repo venv's python (`SYNCSERVER_TEST_PYTHON`, else `.venv/bin/python`), which
+/// scripts/test creates with the PyPI packages the interop tests use (`what`).
+pub fn venv_python(what: &str) -> PathBuf {
+    let path = match std::env::var_os("SYNCSERVER_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+    };
+    assert!(
+        path.exists(),
+        "no Python with {what} at {}: run scripts/test (it creates .venv)",
+        path.display()
+    );
+    path
+}
+
 /// Parses a JSON body.
 pub fn json(resp: &CgiResponse) -> serde_json::Value {
     serde_json::from_slice(&resp.body)

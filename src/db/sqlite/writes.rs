@@ -140,18 +140,7 @@ fn upsert(
     if ttl.is_none() && conn.prepare_cached(UPDATE_LIVE_BSO)?.execute(args)? == 1 {
         return Ok(());
     }
-    conn.prepare_cached(UPSERT_BSO)?.execute(params![
-        uid as i64,
-        cid,
-        item.id,
-        item.sortindex,
-        item.payload,
-        item.payload.as_deref().map(payload_size),
-        ttl,
-        ts,
-        now,
-        force_modified,
-    ])?;
+    conn.prepare_cached(UPSERT_BSO)?.execute(args)?;
     Ok(())
 }
 
