@@ -15,7 +15,7 @@ use crate::db::{Database, Pool};
 use crate::devhttp;
 use crate::fcgi::{self, ServerOptions};
 use crate::front::FcgiFront;
-use crate::storage::{Limits, Storage, StorageConfig};
+use crate::storage::{Storage, StorageConfig};
 use crate::tokenserver::jwt::{parse_jwks, RsaJwk};
 use crate::tokenserver::oauth::OAuthConfig;
 use crate::tokenserver::rules::Admission;
@@ -149,17 +149,9 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
     );
     log::info!("access tokens are verified by {}", tokenserver.describe());
 
-    let s = &settings.storage;
     let storage = Storage::new(
         StorageConfig {
-            limits: Limits {
-                max_request_bytes: s.max_request_bytes,
-                max_record_payload_bytes: s.max_record_payload_bytes,
-                max_post_records: s.max_post_records,
-                max_post_bytes: s.max_post_bytes,
-                max_total_records: s.max_total_records,
-                max_total_bytes: s.max_total_bytes,
-            },
+            limits: settings.storage.clone(),
             quota: settings.quota_size.map(|q| q.min(i64::MAX as u64) as i64),
             batch_enabled: settings.batch_upload_enabled,
             node: settings.public_url.url.clone(),

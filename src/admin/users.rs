@@ -119,7 +119,17 @@ pub fn delete_user(
     let opts = PurgeOptions::default();
     let mut gone = 0;
     for uid in removed {
-        gone += super::purge::empty_uid(&mut db, uid, &opts)?.records;
+        match super::purge::empty_uid(&mut db, uid, &opts) {
+            Ok(p) => gone += p.records,
+            // The account is gone already; say so, or a retry would report
+            // "no account matches" and leave the operator guessing.
+            Err(e) => {
+                return Err(AdminError(format!(
+                    "account {email} was removed, but removing its data stopped ({e}); \
+                     run `purge` to finish (it removes the rest)"
+                )))
+            }
+        }
     }
     Ok(format!(
         "deleted account {email} (uid {}): {gone} records removed",

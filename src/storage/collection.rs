@@ -8,7 +8,7 @@ use super::accept::{negotiate, Format};
 use super::bso::{is_known_bad_crypto, parse_bso};
 use super::item::body_error;
 use super::params::{self, BatchMode, BatchParamError, DeclaredSizeError};
-use super::{content_type, json, last_modified, Ctx, StorageError, WeaveCode};
+use super::{content_type, json, last_modified, require_json, Ctx, StorageError, WeaveCode};
 use crate::db::{BsoPage, BsoUpdate};
 use crate::http::{query_pairs, Response};
 use crate::timestamp;
@@ -182,7 +182,7 @@ fn results_json(upload: &Upload, extra: (&str, String)) -> String {
 
 /// POST: a plain upload, or one step of a batch upload.
 pub fn post(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
-    negotiate(ctx.req.header("accept"), &[Format::Json]).ok_or(StorageError::NotAcceptable)?;
+    require_json(ctx)?;
     let pairs = query_pairs(&ctx.req.query);
     let mode = params::batch_mode(&pairs, ctx.config().batch_enabled).map_err(|e| match e {
         BatchParamError::Param(p) => StorageError::param(p.0),
@@ -256,7 +256,7 @@ pub(crate) fn with_quota(resp: Response, left: Option<i64>) -> Response {
 
 /// DELETE: the whole collection, or only `?ids=`.
 pub fn delete(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
-    negotiate(ctx.req.header("accept"), &[Format::Json]).ok_or(StorageError::NotAcceptable)?;
+    require_json(ctx)?;
     let pairs = query_pairs(&ctx.req.query);
     let mut db = ctx.storage.pool().get()?;
     let ts = match params::last(&pairs, "ids") {

@@ -1,16 +1,9 @@
 //! The `info/*` views and `DELETE` of all storage.
 
-use super::accept::{negotiate, Format};
 use super::json::{self, float};
-use super::{Ctx, Info, StorageConfig, StorageError};
+use super::{require_json, Ctx, Info, StorageConfig, StorageError};
 use crate::http::Response;
 use crate::timestamp;
-
-fn require_json(ctx: &Ctx) -> Result<(), StorageError> {
-    negotiate(ctx.req.header("accept"), &[Format::Json])
-        .map(|_| ())
-        .ok_or(StorageError::NotAcceptable)
-}
 
 /// GET on one of the user's info views.
 pub fn view(ctx: &Ctx, which: Info) -> Result<Response, StorageError> {

@@ -2,18 +2,11 @@
 
 use serde_json::Value;
 
-use super::accept::{negotiate, Format};
 use super::bso::{is_known_bad_crypto, parse_bso, BodyError};
-use super::{content_type, json, last_modified, Ctx, StorageError, WeaveCode};
+use super::{content_type, json, last_modified, require_json, Ctx, StorageError, WeaveCode};
 use crate::db::BsoUpdate;
 use crate::http::Response;
 use crate::timestamp;
-
-fn require_json(ctx: &Ctx) -> Result<(), StorageError> {
-    negotiate(ctx.req.header("accept"), &[Format::Json])
-        .map(|_| ())
-        .ok_or(StorageError::NotAcceptable)
-}
 
 /// GET one record.
 pub fn get(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, StorageError> {

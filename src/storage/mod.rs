@@ -22,22 +22,9 @@ use crate::timestamp::{self, now_secs, Ms};
 
 pub use error::{StorageError, WeaveCode};
 
-/// The storage limits advertised by `info/configuration` and enforced here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest request body.
-    pub max_request_bytes: u64,
-    /// Largest single payload.
-    pub max_record_payload_bytes: u64,
-    /// Records per POST.
-    pub max_post_records: u64,
-    /// Payload bytes per POST.
-    pub max_post_bytes: u64,
-    /// Records per batch (declared via `X-Weave-Total-Records`).
-    pub max_total_records: u64,
-    /// Bytes per batch (declared via `X-Weave-Total-Bytes`).
-    pub max_total_bytes: u64,
-}
+/// The storage limits advertised by `info/configuration` and enforced here
+/// (`[storage]` in syncserver.ini).
+pub use crate::config::StorageLimits as Limits;
 
 /// Settings the storage half needs.
 #[derive(Debug, Clone)]
@@ -240,6 +227,13 @@ fn check_method(target: &Target, method: &str) -> Result<(), StorageError> {
     } else {
         Err(StorageError::MethodNotAllowed(allow))
     }
+}
+
+/// 406 unless the client accepts JSON (every view but collection listings).
+pub(crate) fn require_json(ctx: &Ctx) -> Result<(), StorageError> {
+    accept::negotiate(ctx.req.header("accept"), &[accept::Format::Json])
+        .map(|_| ())
+        .ok_or(StorageError::NotAcceptable)
 }
 
 /// Sets `X-Last-Modified` to a resource timestamp (`0` when absent).

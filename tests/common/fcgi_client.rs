@@ -43,6 +43,12 @@ impl CgiResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body as JSON; panics with the body if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.text()))
+    }
+
     /// Parses CGI output: header lines, a blank line, the body.
     pub fn parse(raw: &[u8]) -> io::Result<CgiResponse> {
         let (head, body) = split_head(raw)

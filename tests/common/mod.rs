@@ -86,8 +86,6 @@ pub struct ServerSpec {
     pub workers: usize,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
-    /// `--socket-mode` (octal), when not the binary's default.
-    pub socket_mode: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -98,7 +96,6 @@ impl Default for ServerSpec {
             with_secret: true,
             workers: 2,
             env: Vec::new(),
-            socket_mode: None,
         }
     }
 }
@@ -128,14 +125,7 @@ impl Server {
         text.push_str(&spec.extra_ini);
         text.push('\n');
         std::fs::write(&ini, text).expect("write ini");
-        Server::start_with_ini(
-            dir,
-            &ini,
-            spec.workers,
-            &spec.env,
-            spec.public_url,
-            spec.socket_mode.as_deref(),
-        )
+        Server::start_with_ini(dir, &ini, spec.workers, &spec.env, spec.public_url)
     }
 
     fn start_with_ini(
@@ -144,7 +134,6 @@ impl Server {
         workers: usize,
         env: &[(String, String)],
         public_url: String,
-        socket_mode: Option<&str>,
     ) -> Server {
         let socket = dir.join("sync.sock");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
@@ -161,9 +150,6 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
-        if let Some(mode) = socket_mode {
-            cmd.arg("--socket-mode").arg(mode);
-        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -427,8 +413,7 @@ pub fn venv_python(what: &str) -> PathBuf {
 
 /// Parses a JSON body.
 pub fn json(resp: &CgiResponse) -> serde_json::Value {
-    serde_json::from_slice(&resp.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&resp.body)))
+    resp.json()
 }
 
 impl Server {

@@ -450,37 +450,8 @@ fn stop_child(mut child: Child, signal: i32) {
     let _ = child.wait();
 }
 
-/// An HTTP response, de-chunked.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    /// The status code.
-    pub status: u16,
-    /// Header lines in order.
-    pub headers: Vec<(String, String)>,
-    /// The body (de-chunked when it came chunked).
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first header named `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text (lossy).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as JSON; panics with the body if it is not.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.text()))
-    }
-}
+/// An HTTP response (de-chunked): the same shape as a CGI response.
+pub use super::fcgi_client::CgiResponse as HttpResponse;
 
 /// Writes `request` (raw bytes, ending the connection) to 127.0.0.1:`port` and reads the
 /// whole answer.

@@ -111,7 +111,12 @@ impl SqliteDb {
     /// transaction.
     fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> DbResult<T>) -> DbResult<T> {
         let out = f(self);
-        if out.is_err() {
+        // Answers such as 404 or 412 change nothing; only a failed transaction
+        // may have seen an id that was rolled back.
+        if matches!(
+            out,
+            Err(DbError::Busy | DbError::Unwritable(_) | DbError::Backend(_))
+        ) {
             let _ = self.collections.forget_uncommitted(&self.conn);
         }
         out

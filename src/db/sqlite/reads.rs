@@ -2,7 +2,7 @@
 //! consistent snapshot even while other workers write (WAL).
 
 use rusqlite::{
-    params_from_iter, types::Value, Connection, OptionalExtension, TransactionBehavior,
+    params_from_iter, types::Value, Connection, OptionalExtension, Transaction, TransactionBehavior,
 };
 
 use super::{map_err, SqliteDb};
@@ -92,6 +92,19 @@ pub fn collection_timestamp(conn: &Connection, uid: u64, cid: i64) -> rusqlite::
     .optional()
 }
 
+/// A read transaction and the collection's id (`None`: never written).
+fn begin_read<'a>(
+    s: &'a mut SqliteDb,
+    collection: &str,
+) -> DbResult<(Transaction<'a>, Option<i64>)> {
+    let SqliteDb { conn, collections } = s;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(map_err)?;
+    let cid = collections.id(&tx, collection).map_err(map_err)?;
+    Ok((tx, cid))
+}
+
 pub fn get_bsos(
     s: &mut SqliteDb,
     uid: u64,
@@ -99,11 +112,8 @@ pub fn get_bsos(
     q: &BsoQuery,
     pre: Precondition,
 ) -> DbResult<BsoPage> {
-    let SqliteDb { conn, collections } = s;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Deferred)
-        .map_err(map_err)?;
-    let Some(cid) = collections.id(&tx, collection).map_err(map_err)? else {
+    let (tx, cid) = begin_read(s, collection)?;
+    let Some(cid) = cid else {
         pre.check(0)?;
         return Ok(BsoPage::default());
     };
@@ -241,11 +251,8 @@ pub fn get_bso(
     id: &str,
     pre: Precondition,
 ) -> DbResult<Bso> {
-    let SqliteDb { conn, collections } = s;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Deferred)
-        .map_err(map_err)?;
-    let Some(cid) = collections.id(&tx, collection).map_err(map_err)? else {
+    let (tx, cid) = begin_read(s, collection)?;
+    let Some(cid) = cid else {
         pre.check(0)?;
         return Err(DbError::NotFound);
     };
