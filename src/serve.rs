@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::admin;
 use crate::app::{App, AppConfig};
-use crate::auth::{metrics::random_secret_hex, Authenticator};
+use crate::auth::{metrics::random_secret_hex, Authenticator, ReplayLimits, DEFAULT_MAX_TOKENS};
 use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
@@ -156,10 +156,14 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
             batch_enabled: settings.batch_upload_enabled,
             node: settings.public_url.url.clone(),
         },
-        Authenticator::new(
+        Authenticator::with_limits(
             secrets,
             settings.expired_token_timeout,
             settings.timestamp_skew,
+            DEFAULT_MAX_TOKENS,
+            ReplayLimits::with_max_nonces(
+                usize::try_from(settings.max_nonces).unwrap_or(usize::MAX),
+            ),
         ),
         pool,
     );

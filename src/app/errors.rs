@@ -166,6 +166,12 @@ fn storage(err: StorageError) -> Response {
             log::info!("request body over max_request_bytes refused (413)");
             Response::json(413, (WeaveCode::SizeLimit as u8).to_string())
         }
+        StorageError::Throttled(secs) => {
+            if THROTTLE_LOG.due() {
+                log::warn!("signed requests answered 503 (Retry-After {secs} s): an account, or all together, sent more than the replay guard remembers at once (logged at most once a minute)");
+            }
+            zero(503).with_header("Retry-After", secs.to_string())
+        }
         StorageError::Db(e) => db(e),
     }
 }
@@ -187,6 +193,7 @@ impl RateLimit {
 
 static BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 static FAULT_LOG: RateLimit = RateLimit(AtomicU64::new(0));
+static THROTTLE_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 
 fn db(err: DbError) -> Response {
     match err {

@@ -46,7 +46,8 @@ impl fmt::Debug for HawkHeader {
     }
 }
 
-/// Why a request failed Hawk authentication (all map to 401; the cause is for logs only).
+/// Why a request failed Hawk authentication (all but `Throttled` map to 401; the cause is for
+/// logs only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HawkError {
     /// No (or an empty) `Authorization` header.
@@ -63,6 +64,9 @@ pub enum HawkError {
     StaleTimestamp,
     /// This `(token, nonce)` was already used.
     Replayed,
+    /// The account (or the whole process) holds as many unexpired nonces or tokens as it may:
+    /// refused rather than forgetting any; retry after this many seconds.
+    Throttled(u64),
     /// The Hawk id is not an acceptable token.
     Token(TokenError),
 }
@@ -77,6 +81,7 @@ impl fmt::Display for HawkError {
             HawkError::BadHash => f.write_str("Hawk payload hash does not match the body"),
             HawkError::StaleTimestamp => f.write_str("Hawk timestamp outside the allowed skew"),
             HawkError::Replayed => f.write_str("replayed Hawk nonce"),
+            HawkError::Throttled(_) => f.write_str("too many requests in the replay window"),
             HawkError::Token(e) => write!(f, "bad Hawk id: {e}"),
         }
     }

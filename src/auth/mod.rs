@@ -23,15 +23,16 @@ pub use hawk::{
     HawkRequest,
 };
 pub use metrics::{hash_device_id, hash_fxa_uid, random_secret_hex, RandomUnavailable};
-pub use nonce::{ReplayCache, DEFAULT_MAX_NONCES, DEFAULT_MAX_TOKENS};
+pub use nonce::{ReplayError, ReplayLimits, DEFAULT_MAX_NONCES, DEFAULT_MAX_TOKENS, WINDOW_SECS};
 pub use tokenlib::{derive_key, mint, mint_raw, parse, TokenError, TokenPayload, VerifiedToken};
 
-use nonce::{ceil_secs, floor_secs, ExpiringMap};
+use nonce::{ceil_secs, floor_secs, token_key, ExpiringMap, ReplayGuard};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
-/// A verified token as cached: payload, derived key, index of the secret that verified it.
-type CachedToken = (TokenPayload, String, usize);
+/// A verified token as cached: payload, derived key, index of the secret that verified it, and
+/// the token's key in the replay guard (hashed once, here).
+type CachedToken = (TokenPayload, String, usize, [u8; 16]);
 
 /// Per-process request authenticator; share one across worker threads.
 pub struct Authenticator {
@@ -40,7 +41,7 @@ pub struct Authenticator {
     timestamp_skew: Option<u64>,
     /// token string → verified payload, so HKDF and JSON parsing run once per token.
     tokens: Mutex<ExpiringMap<String, CachedToken>>,
-    replays: Mutex<ReplayCache>,
+    replays: Mutex<ReplayGuard>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -72,24 +73,24 @@ impl Authenticator {
             expired_token_timeout,
             timestamp_skew,
             DEFAULT_MAX_TOKENS,
-            DEFAULT_MAX_NONCES,
+            ReplayLimits::default(),
         )
     }
 
-    /// Like [`Authenticator::new`] with explicit caps on cached tokens and remembered nonces.
+    /// Like [`Authenticator::new`] with explicit bounds on cached tokens and on the replay guard.
     pub fn with_limits(
         secrets: Vec<String>,
         expired_token_timeout: u64,
         timestamp_skew: Option<u64>,
         max_tokens: usize,
-        max_nonces: usize,
+        replay: ReplayLimits,
     ) -> Self {
         Authenticator {
             secrets,
             expired_token_timeout,
             timestamp_skew,
             tokens: Mutex::new(ExpiringMap::new(max_tokens)),
-            replays: Mutex::new(ReplayCache::new(max_nonces)),
+            replays: Mutex::new(ReplayGuard::new(replay)),
         }
     }
 
@@ -104,7 +105,8 @@ impl Authenticator {
             return Ok(hit.clone());
         }
         // Verify without holding the lock so other workers are not serialised behind HKDF.
-        let verified = tokenlib::verify(&self.secrets, token)?;
+        let (payload, key, index) = tokenlib::verify(&self.secrets, token)?;
+        let verified = (payload, key, index, token_key(token));
         let deadline = ceil_secs(self.last_use(&verified.0));
         lock(&self.tokens).insert(
             token.to_owned(),
@@ -128,7 +130,7 @@ impl Authenticator {
         allow_expired: bool,
     ) -> Result<VerifiedToken, HawkError> {
         let header = parse_authorization(authorization.ok_or(HawkError::Missing)?)?;
-        let (payload, key, secret_index) = self.verify_token(&header.id, now)?;
+        let (payload, key, secret_index, token) = self.verify_token(&header.id, now)?;
         let expired = payload.expires <= now;
         if expired && !(allow_expired && self.last_use(&payload) > now) {
             return Err(HawkError::Token(TokenError::Expired));
@@ -140,15 +142,21 @@ impl Authenticator {
                 return Err(HawkError::StaleTimestamp);
             }
         }
-        let fresh = lock(&self.replays).check_and_record(
-            &header.id,
-            &header.nonce,
-            self.last_use(&payload),
-            now,
-        );
-        if !fresh {
-            return Err(HawkError::Replayed);
-        }
+        lock(&self.replays)
+            .check(
+                &token,
+                payload.uid,
+                header.ts,
+                &header.nonce,
+                ceil_secs(self.last_use(&payload)),
+                floor_secs(now),
+            )
+            .map_err(|e| match e {
+                ReplayError::Stale => HawkError::StaleTimestamp,
+                ReplayError::Replayed => HawkError::Replayed,
+                ReplayError::AccountBusy(s) => HawkError::Throttled(s),
+                ReplayError::Full(s) => HawkError::Throttled(s),
+            })?;
         Ok(VerifiedToken {
             payload,
             key,
@@ -159,7 +167,7 @@ impl Authenticator {
 
     /// Number of nonces currently remembered (for stats and tests).
     pub fn remembered_nonces(&self) -> usize {
-        lock(&self.replays).len()
+        lock(&self.replays).nonces()
     }
 }
 
@@ -260,14 +268,16 @@ mod tests {
             run(&a, &h, &get(), NOW + 1.0, false),
             Err(HawkError::Replayed)
         );
-        // Still a replay much later, while the token could be accepted with the grace period.
-        assert_eq!(
-            run(&a, &h, &get(), NOW + 7000.0, true),
-            Err(HawkError::Replayed)
-        );
         let h2 = signed(&get(), "n2", NOW as i64, false);
         assert!(run(&a, &h2, &get(), NOW + 1.0, false).is_ok());
         assert_eq!(a.remembered_nonces(), 2);
+        // Much later, while the token could still be accepted with the grace period, the
+        // nonces are forgotten but their timestamp is outside the token's window.
+        assert_eq!(
+            run(&a, &h, &get(), NOW + 7000.0, true),
+            Err(HawkError::StaleTimestamp)
+        );
+        assert_eq!(a.remembered_nonces(), 0);
     }
 
     #[test]
@@ -307,19 +317,23 @@ mod tests {
     fn expired_tokens_only_with_grace() {
         let a = auth(None);
         let expires = NOW + 300.0;
-        let h = |n: &str| signed(&get(), n, NOW as i64, false);
+        // Each request is signed at the time it is sent, as a client does.
+        let at = |nonce: &str, now: f64, allow: bool| {
+            run(
+                &a,
+                &signed(&get(), nonce, now as i64, false),
+                &get(),
+                now,
+                allow,
+            )
+        };
         let expired = Err(HawkError::Token(TokenError::Expired));
-        assert!(run(&a, &h("a"), &get(), expires - 0.5, false).is_ok());
-        assert_eq!(run(&a, &h("b"), &get(), expires, false), expired);
-        let v = run(&a, &h("c"), &get(), expires, true).unwrap();
-        assert!(v.expired);
-        assert!(
-            run(&a, &h("d"), &get(), expires + 7199.0, true)
-                .unwrap()
-                .expired
-        );
-        assert_eq!(run(&a, &h("e"), &get(), expires + 7200.0, true), expired);
-        assert_eq!(run(&a, &h("f"), &get(), expires + 1e6, true), expired);
+        assert!(at("a", expires - 0.5, false).is_ok());
+        assert_eq!(at("b", expires, false), expired);
+        assert!(at("c", expires, true).unwrap().expired);
+        assert!(at("d", expires + 7199.0, true).unwrap().expired);
+        assert_eq!(at("e", expires + 7200.0, true), expired);
+        assert_eq!(at("f", expires + 1e6, true), expired);
     }
 
     #[test]
@@ -368,7 +382,8 @@ mod tests {
 
     #[test]
     fn token_cache_is_bounded_and_rechecks_expiry() {
-        let a = Authenticator::with_limits(vec![SECRET.into()], 7200, None, 1, 10);
+        let a =
+            Authenticator::with_limits(vec![SECRET.into()], 7200, None, 1, ReplayLimits::default());
         let h = signed(&get(), "n1", NOW as i64, false);
         assert!(run(&a, &h, &get(), NOW, false).is_ok());
         assert_eq!(lock(&a.tokens).len(), 1);

@@ -1,25 +1,30 @@
-//! Bounded, self-expiring caches: the Hawk replay (nonce) cache and the verified-token cache.
+//! Self-expiring state of Hawk authentication: the verified-token cache ([`ExpiringMap`]) and
+//! the replay guard ([`ReplayGuard`]).
 //!
-//! Every entry carries a deadline (whole seconds). Entries whose deadline has passed are purged
-//! on each insert, oldest deadline first, so the cache holds only what is still useful. A hard
-//! cap bounds memory whatever the traffic: when full, the entries closest to their deadline are
-//! evicted first, because they are the ones whose protection ends soonest anyway.
+//! The two are bounded differently on purpose. Forgetting a cached token only costs one more
+//! HMAC and HKDF, so that cache evicts when full. Forgetting a nonce would make a captured
+//! request replayable, so the replay guard **never** forgets a nonce while it could still be
+//! accepted: when an account or the whole process reaches its bound, new requests are refused
+//! (503 + Retry-After) instead.
+//!
+//! ## Why nonces need only be kept for minutes
+//!
+//! The Python server accepted any Hawk timestamp, so clients with wrong clocks synced; we must
+//! keep them working. Instead of a fixed window around our clock, the guard learns each token's
+//! clock offset (`server now − ts`) from the first request that uses it, and then accepts a
+//! request of that token only if its `ts`, shifted by that offset, is within [`WINDOW_SECS`]
+//! of our clock. A replay older than the window is stale; one inside it is caught by the nonce,
+//! which is kept exactly until its `ts` leaves the window. A client whose clock jumps mid-token
+//! gets a 401 and fetches a new token, which learns the new offset.
 
 use ring::digest;
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 
-/// Default cap on remembered nonces per process.
-///
-/// Entries live until their token can no longer be accepted (`expires + expired_token_timeout`,
-/// ~2 h by default), so the steady-state size is about requests/second × 7200. 100,000
-/// entries cover ~14 requests/s sustained for that whole time, far above what a household's
-/// browsers send, in about 5 MB (roughly 50 bytes per entry: a 16-byte key in a hash map plus
-/// its slot in a deadline bucket), so memory stays flat whatever the load (a million entries
-/// took ~50 MB under a benchmark). Only requests with a valid MAC are recorded, so reaching
-/// the cap takes an authenticated client; past it, the entries closest to expiry go first.
-pub const DEFAULT_MAX_NONCES: usize = 100_000;
+/// How far (seconds) a request's offset-corrected timestamp may be from our clock, and so how
+/// long a nonce is kept (at most twice this). Hawk's customary window.
+pub const WINDOW_SECS: i64 = 60;
 
 /// Default cap on cached verified tokens (each ~1 KB; a client fetches a new one every ~5 min).
 pub const DEFAULT_MAX_TOKENS: usize = 10_000;
@@ -54,6 +59,7 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     }
 
     /// Number of live-or-not-yet-purged entries.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -120,52 +126,228 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     }
 }
 
-/// Remembers `(token, nonce)` pairs until their token stops being acceptable.
-#[derive(Debug)]
-pub struct ReplayCache {
-    seen: ExpiringMap<[u8; 16], ()>,
+/// Bounds of the replay guard. Every bound refuses new requests when reached; none evicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayLimits {
+    /// Nonces remembered by the process. Nonces live at most `2 × WINDOW_SECS`, so this is
+    /// sized above what the server can answer in that time (a few thousand requests/s): honest
+    /// load cannot reach it.
+    pub max_nonces: usize,
+    /// Nonces one account (uid) may hold at once: a flooding account is refused on its own
+    /// long before the process bound.
+    pub max_nonces_per_uid: usize,
+    /// Tokens whose clock offset is remembered (each until the token's last use).
+    pub max_tokens: usize,
+    /// Tokens per account: a few per device (a new one every `token_duration`, each kept
+    /// through `expired_token_timeout`).
+    pub max_tokens_per_uid: usize,
 }
 
-impl ReplayCache {
-    /// A cache holding at most `cap` nonces.
-    pub fn new(cap: usize) -> Self {
-        ReplayCache {
-            seen: ExpiringMap::new(cap),
+/// Nonces one process remembers at most by default (~50 bytes each).
+pub const DEFAULT_MAX_NONCES: usize = 1_000_000;
+
+impl ReplayLimits {
+    /// The default bounds, with `max_nonces` for the process and a sixteenth of it per account.
+    pub fn with_max_nonces(max_nonces: usize) -> Self {
+        ReplayLimits {
+            max_nonces,
+            max_nonces_per_uid: (max_nonces / 16).max(1),
+            max_tokens: 100_000,
+            max_tokens_per_uid: 1_000,
+        }
+    }
+}
+
+impl Default for ReplayLimits {
+    fn default() -> Self {
+        Self::with_max_nonces(DEFAULT_MAX_NONCES)
+    }
+}
+
+/// Why the replay guard refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayError {
+    /// The timestamp, corrected by the token's offset, is outside the window.
+    Stale,
+    /// The `(token, nonce)` pair was already accepted.
+    Replayed,
+    /// This account holds as many nonces or tokens as it may; retry after this many seconds.
+    AccountBusy(u64),
+    /// The process holds as many as it may; retry after this many seconds.
+    Full(u64),
+}
+
+/// A token's learned clock offset.
+#[derive(Debug, Clone, Copy)]
+struct TokenClock {
+    offset: i64,
+    uid: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct AccountUse {
+    nonces: usize,
+    tokens: usize,
+}
+
+/// Replay protection for one process: learned token clocks and the nonces of the window.
+#[derive(Debug)]
+pub struct ReplayGuard {
+    limits: ReplayLimits,
+    clocks: HashMap<[u8; 16], TokenClock>,
+    clock_deadlines: BTreeMap<i64, Vec<[u8; 16]>>,
+    nonces: HashSet<[u8; 16]>,
+    nonce_deadlines: BTreeMap<i64, Vec<([u8; 16], u64)>>,
+    accounts: HashMap<u64, AccountUse>,
+}
+
+/// 128 bits of SHA-256 over a token: fixed-size keys keep entries small and never store the
+/// bearer token itself.
+pub fn token_key(token: &str) -> [u8; 16] {
+    truncate(digest::digest(&digest::SHA256, token.as_bytes()))
+}
+
+fn nonce_key(token: &[u8; 16], nonce: &str) -> [u8; 16] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(token);
+    ctx.update(nonce.as_bytes());
+    truncate(ctx.finish())
+}
+
+fn truncate(d: digest::Digest) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d.as_ref()[..16]);
+    out
+}
+
+impl ReplayGuard {
+    /// An empty guard with these bounds.
+    pub fn new(limits: ReplayLimits) -> Self {
+        ReplayGuard {
+            limits,
+            clocks: HashMap::new(),
+            clock_deadlines: BTreeMap::new(),
+            nonces: HashSet::new(),
+            nonce_deadlines: BTreeMap::new(),
+            accounts: HashMap::new(),
         }
     }
 
-    /// 128 bits of SHA-256 over the pair: fixed-size keys keep memory per entry small and
-    /// never store the bearer token itself.
-    fn key(token: &str, nonce: &str) -> [u8; 16] {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(&(token.len() as u64).to_be_bytes());
-        ctx.update(token.as_bytes());
-        ctx.update(nonce.as_bytes());
-        let mut out = [0u8; 16];
-        for (o, b) in out.iter_mut().zip(ctx.finish().as_ref()) {
-            *o = *b;
+    /// Accepts the request `(token, ts, nonce)` of account `uid` at `now` (seconds), or says
+    /// why not. `token_deadline` is when the token stops being acceptable at all (its expiry
+    /// plus the grace period); its clock offset is kept until then.
+    pub fn check(
+        &mut self,
+        token: &[u8; 16],
+        uid: u64,
+        ts: i64,
+        nonce: &str,
+        token_deadline: i64,
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        self.purge(now);
+        let offset = match self.clocks.get(token) {
+            Some(clock) => clock.offset,
+            None => self.learn(token, uid, ts, token_deadline, now)?,
+        };
+        let corrected = ts.saturating_add(offset);
+        if corrected.abs_diff(now) > WINDOW_SECS as u64 {
+            return Err(ReplayError::Stale);
         }
-        out
+        let key = nonce_key(token, nonce);
+        if self.nonces.contains(&key) {
+            return Err(ReplayError::Replayed);
+        }
+        if self.nonces.len() >= self.limits.max_nonces {
+            return Err(ReplayError::Full(WINDOW_SECS as u64));
+        }
+        let account = self.accounts.entry(uid).or_default();
+        if account.nonces >= self.limits.max_nonces_per_uid {
+            return Err(ReplayError::AccountBusy(WINDOW_SECS as u64));
+        }
+        account.nonces += 1;
+        self.nonces.insert(key);
+        // At `corrected + WINDOW_SECS + 1` the same ts is stale, so the nonce can go.
+        self.nonce_deadlines
+            .entry(corrected + WINDOW_SECS + 1)
+            .or_default()
+            .push((key, uid));
+        Ok(())
     }
 
-    /// Record the pair until `deadline` (seconds); false if it was already seen (a replay).
-    pub fn check_and_record(&mut self, token: &str, nonce: &str, deadline: f64, now: f64) -> bool {
-        self.seen.insert(
-            Self::key(token, nonce),
-            ceil_secs(deadline),
-            (),
-            floor_secs(now),
-        )
+    /// Remembers a first-seen token's offset; refused when the account or process is full.
+    fn learn(
+        &mut self,
+        token: &[u8; 16],
+        uid: u64,
+        ts: i64,
+        token_deadline: i64,
+        now: i64,
+    ) -> Result<i64, ReplayError> {
+        let offset = now.saturating_sub(ts);
+        if token_deadline <= now {
+            // Unacceptable from now on anyway; nothing to remember.
+            return Ok(offset);
+        }
+        // Retry when some of the held tokens have expired; they live for hours, so say minutes.
+        let retry = 5 * WINDOW_SECS as u64;
+        if self.clocks.len() >= self.limits.max_tokens {
+            return Err(ReplayError::Full(retry));
+        }
+        let account = self.accounts.entry(uid).or_default();
+        if account.tokens >= self.limits.max_tokens_per_uid {
+            return Err(ReplayError::AccountBusy(retry));
+        }
+        account.tokens += 1;
+        self.clocks.insert(*token, TokenClock { offset, uid });
+        self.clock_deadlines
+            .entry(token_deadline)
+            .or_default()
+            .push(*token);
+        Ok(offset)
+    }
+
+    /// Forgets every nonce and token clock whose deadline is `<= now`.
+    fn purge(&mut self, now: i64) {
+        while let Some(bucket) = self.nonce_deadlines.first_entry() {
+            if *bucket.key() > now {
+                break;
+            }
+            for (key, uid) in bucket.remove() {
+                self.nonces.remove(&key);
+                self.release(uid, |a| &mut a.nonces);
+            }
+        }
+        while let Some(bucket) = self.clock_deadlines.first_entry() {
+            if *bucket.key() > now {
+                break;
+            }
+            for key in bucket.remove() {
+                if let Some(clock) = self.clocks.remove(&key) {
+                    self.release(clock.uid, |a| &mut a.tokens);
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, uid: u64, field: impl Fn(&mut AccountUse) -> &mut usize) {
+        if let Some(account) = self.accounts.get_mut(&uid) {
+            let n = field(account);
+            *n = n.saturating_sub(1);
+            if account.nonces == 0 && account.tokens == 0 {
+                self.accounts.remove(&uid);
+            }
+        }
     }
 
     /// Number of remembered nonces.
-    pub fn len(&self) -> usize {
-        self.seen.len()
+    pub fn nonces(&self) -> usize {
+        self.nonces.len()
     }
 
-    /// True when no nonce is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.len() == 0
+    /// Number of tokens whose clock offset is remembered.
+    pub fn tokens(&self) -> usize {
+        self.clocks.len()
     }
 }
 
@@ -173,54 +355,134 @@ impl ReplayCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn replay_detected_until_deadline() {
-        let mut c = ReplayCache::new(10);
-        assert!(c.check_and_record("t", "n1", 100.0, 50.0));
-        assert!(!c.check_and_record("t", "n1", 100.0, 60.0));
-        assert!(c.check_and_record("t", "n2", 100.0, 60.0));
-        assert!(c.check_and_record("u", "n1", 100.0, 60.0));
-        // Key separation: ("ab","c") and ("a","bc") differ.
-        assert!(c.check_and_record("ab", "c", 100.0, 60.0));
-        assert!(c.check_and_record("a", "bc", 100.0, 60.0));
-        assert!(!c.check_and_record("t", "n1", 100.0, 99.9));
-        // At the deadline the token is unacceptable anyway and the entry is purged.
-        assert!(c.check_and_record("t", "n1", 200.0, 100.0));
-        assert_eq!(c.len(), 1);
+    const NOW: i64 = 1_700_000_000;
+    const LATER: i64 = NOW + 7200;
+
+    fn guard() -> ReplayGuard {
+        ReplayGuard::new(ReplayLimits::default())
     }
 
     #[test]
-    fn fractional_deadline_is_kept_at_least_until_it() {
-        let mut c = ReplayCache::new(10);
-        assert!(c.check_and_record("t", "n", 100.5, 0.0));
-        assert!(!c.check_and_record("t", "n", 100.5, 100.4));
-        assert!(!c.check_and_record("t", "n", 100.5, 100.9));
-        assert!(c.check_and_record("t", "n", 300.0, 101.0));
+    fn replay_refused_while_in_window_then_stale() {
+        let mut g = guard();
+        let t = token_key("t");
+        assert_eq!(g.check(&t, 1, NOW, "n1", LATER, NOW), Ok(()));
+        assert_eq!(
+            g.check(&t, 1, NOW, "n1", LATER, NOW + 30),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(g.check(&t, 1, NOW, "n2", LATER, NOW + 30), Ok(()));
+        // Other tokens' nonces are separate.
+        assert_eq!(g.check(&token_key("u"), 1, NOW, "n1", LATER, NOW), Ok(()));
+        // Once the ts has left the window the nonce is forgotten, and the request is stale.
+        assert_eq!(
+            g.check(&t, 1, NOW, "n1", LATER, NOW + WINDOW_SECS + 1),
+            Err(ReplayError::Stale)
+        );
+        assert_eq!(g.nonces(), 0);
     }
 
     #[test]
-    fn cap_evicts_soonest_deadline_first() {
-        let mut c = ReplayCache::new(3);
-        assert!(c.check_and_record("late", "1", 500.0, 0.0));
-        assert!(c.check_and_record("soon", "1", 100.0, 0.0));
-        assert!(c.check_and_record("mid", "1", 300.0, 0.0));
-        assert!(c.check_and_record("new", "1", 400.0, 0.0));
-        assert_eq!(c.len(), 3);
-        // "soon" was evicted, the others are still remembered.
-        assert!(!c.check_and_record("late", "1", 500.0, 0.0));
-        assert!(!c.check_and_record("mid", "1", 300.0, 0.0));
-        assert!(!c.check_and_record("new", "1", 400.0, 0.0));
-        assert!(c.check_and_record("soon", "1", 100.0, 0.0));
+    fn skewed_clocks_keep_working() {
+        let mut g = guard();
+        let t = token_key("t");
+        // A client a day behind: its first request fixes the offset.
+        let behind = NOW - 86_400;
+        assert_eq!(g.check(&t, 1, behind, "a", LATER, NOW), Ok(()));
+        assert_eq!(g.check(&t, 1, behind + 600, "b", LATER, NOW + 600), Ok(()));
+        // A captured request replayed ten minutes later is stale for this token.
+        assert_eq!(
+            g.check(&t, 1, behind, "c", LATER, NOW + 600),
+            Err(ReplayError::Stale)
+        );
+        // A request whose ts is ahead of the learned clock by more than the window too.
+        assert_eq!(
+            g.check(&t, 1, behind + 700 + WINDOW_SECS, "d", LATER, NOW + 600),
+            Err(ReplayError::Stale)
+        );
+        assert_eq!(g.tokens(), 1);
     }
 
     #[test]
-    fn dead_on_arrival_and_zero_cap_are_not_stored() {
-        let mut c = ReplayCache::new(3);
-        assert!(c.check_and_record("t", "n", 10.0, 20.0));
-        assert!(c.is_empty());
-        let mut z = ReplayCache::new(0);
-        assert!(z.check_and_record("t", "n", 100.0, 0.0));
-        assert!(z.is_empty());
+    fn nonces_are_never_evicted_a_flooding_account_is_refused() {
+        let mut g = ReplayGuard::new(ReplayLimits {
+            max_nonces: 10,
+            max_nonces_per_uid: 4,
+            max_tokens: 10,
+            max_tokens_per_uid: 10,
+        });
+        let victim = token_key("victim");
+        assert_eq!(g.check(&victim, 1, NOW, "captured", LATER, NOW), Ok(()));
+        let flood = token_key("flood");
+        let mut refused = 0;
+        for i in 0..100 {
+            match g.check(&flood, 2, NOW, &i.to_string(), LATER, NOW) {
+                Ok(()) => {}
+                Err(ReplayError::AccountBusy(s)) => {
+                    refused += 1;
+                    assert!(s > 0);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(refused, 96);
+        // The victim's captured request is still a replay, and the victim can go on.
+        assert_eq!(
+            g.check(&victim, 1, NOW, "captured", LATER, NOW + 1),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(g.check(&victim, 1, NOW, "next", LATER, NOW + 1), Ok(()));
+        // When the window has passed the flooder may send again.
+        let t = NOW + WINDOW_SECS + 1;
+        assert_eq!(g.check(&flood, 2, t, "again", LATER, t), Ok(()));
+    }
+
+    #[test]
+    fn full_process_refuses_instead_of_forgetting() {
+        let mut g = ReplayGuard::new(ReplayLimits {
+            max_nonces: 3,
+            max_nonces_per_uid: 3,
+            max_tokens: 2,
+            max_tokens_per_uid: 2,
+        });
+        for uid in 0..3u64 {
+            let t = token_key(&uid.to_string());
+            let r = g.check(&t, uid, NOW, "n", LATER, NOW);
+            if uid < 2 {
+                assert_eq!(r, Ok(()));
+            } else {
+                assert!(matches!(r, Err(ReplayError::Full(_))), "{r:?}");
+            }
+        }
+        let t0 = token_key("0");
+        assert_eq!(g.check(&t0, 0, NOW, "m", LATER, NOW), Ok(()));
+        assert!(matches!(
+            g.check(&t0, 0, NOW, "o", LATER, NOW),
+            Err(ReplayError::Full(_))
+        ));
+        assert_eq!(
+            g.check(&t0, 0, NOW, "n", LATER, NOW),
+            Err(ReplayError::Replayed)
+        );
+        // Token clocks go when their token can no longer be used.
+        g.purge(LATER);
+        assert_eq!(g.tokens(), 0);
+        assert_eq!(g.nonces(), 0);
+    }
+
+    #[test]
+    fn per_account_token_bound() {
+        let mut g = ReplayGuard::new(ReplayLimits {
+            max_tokens_per_uid: 2,
+            ..ReplayLimits::default()
+        });
+        assert_eq!(g.check(&token_key("a"), 7, NOW, "n", LATER, NOW), Ok(()));
+        assert_eq!(g.check(&token_key("b"), 7, NOW, "n", LATER, NOW), Ok(()));
+        assert!(matches!(
+            g.check(&token_key("c"), 7, NOW, "n", LATER, NOW),
+            Err(ReplayError::AccountBusy(_))
+        ));
+        assert_eq!(g.check(&token_key("c"), 8, NOW, "n", LATER, NOW), Ok(()));
     }
 
     #[test]
@@ -235,5 +497,16 @@ mod tests {
         assert_eq!(m.len(), 0);
         assert_eq!(floor_secs(f64::NAN), 0);
         assert_eq!(ceil_secs(f64::INFINITY), i64::MAX);
+    }
+
+    #[test]
+    fn expiring_map_cap_evicts_soonest_deadline_first() {
+        let mut m: ExpiringMap<&str, ()> = ExpiringMap::new(2);
+        assert!(m.insert("late", 500, (), 0));
+        assert!(m.insert("soon", 100, (), 0));
+        assert!(m.insert("new", 400, (), 0));
+        assert_eq!(m.len(), 2);
+        assert!(m.get("soon", 0).is_none());
+        assert!(m.get("late", 0).is_some());
     }
 }

@@ -59,6 +59,9 @@ pub(super) fn build(ctx: &mut Ctx<'_>) -> Result<Settings, ConfigError> {
     let quota_size = ctx.uint("storage", "quota_size", 1)?;
     let expired_token_timeout = ctx.uint("hawkauth", "expired_token_timeout", 0)?;
     let timestamp_skew = ctx.uint("hawkauth", "timestamp_skew", 1)?;
+    let max_nonces = ctx
+        .uint("hawkauth", "max_nonces", 16)?
+        .unwrap_or(crate::auth::DEFAULT_MAX_NONCES as u64);
     let token_duration = token_duration(ctx)?;
     let node_url = node_url(ctx, &public_url)?;
     let metrics_secret = metrics_secret(ctx)?;
@@ -89,6 +92,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>) -> Result<Settings, ConfigError> {
         batch_upload_enabled,
         expired_token_timeout: expired_token_timeout.unwrap_or(7200),
         timestamp_skew,
+        max_nonces,
         token_duration,
         node_url,
         metrics_secret,

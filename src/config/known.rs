@@ -59,6 +59,7 @@ const STORAGE: &[Rule] = &[
 const HAWKAUTH: &[Rule] = &[
     ("expired_token_timeout", Use::Read),
     ("timestamp_skew", Use::Read),
+    ("max_nonces", Use::Read),
     (
         "secret",
         Use::Dropped("tokens are checked with [syncserver] secret"),

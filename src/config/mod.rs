@@ -77,6 +77,9 @@ pub struct Settings {
     pub expired_token_timeout: u64,
     /// `[hawkauth] timestamp_skew` seconds (our addition); None = no clock window.
     pub timestamp_skew: Option<u64>,
+    /// `[hawkauth] max_nonces` (our addition): how many nonces one process may remember at once;
+    /// one account may hold a sixteenth of them. Reaching either answers 503, never forgets.
+    pub max_nonces: u64,
     /// `[tokenserver] token_duration` seconds (default 3600).
     pub token_duration: u64,
     /// `[tokenserver] node_url`, normalised; defaults to `public_url`.

@@ -75,6 +75,10 @@ pub fn report(s: &Settings) -> String {
         &s.timestamp_skew
             .map_or_else(|| "(no clock window)".to_string(), |t| format!("{t} s")),
     );
+    line(
+        "max_nonces",
+        &format!("{} (per account: {})", s.max_nonces, s.max_nonces / 16),
+    );
     line("force_wsgi_environ", &yes(s.force_wsgi_environ));
     line("debug_enabled", &yes(s.debug_enabled));
     line("loglevel", &opt(&s.loglevel));

@@ -34,6 +34,9 @@ pub enum StorageError {
     UnsupportedMediaType(String),
     /// The body is over `max_request_bytes` (413).
     PayloadTooLarge,
+    /// The account sent more signed requests than the replay guard may remember at once
+    /// (503 with `Retry-After` in seconds).
+    Throttled(u64),
     /// The database said no.
     Db(DbError),
 }

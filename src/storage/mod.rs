@@ -13,7 +13,7 @@ mod item;
 pub mod json;
 pub mod params;
 
-use crate::auth::{Authenticator, HawkRequest, VerifiedToken};
+use crate::auth::{Authenticator, HawkError, HawkRequest, VerifiedToken};
 use std::sync::Arc;
 
 use crate::db::{Pool, Precondition, WriteCtx};
@@ -192,7 +192,10 @@ impl Storage {
                 now_secs(),
                 allow_expired,
             )
-            .map_err(|e| StorageError::Unauthorized(format!("{e:?}")))?;
+            .map_err(|e| match e {
+                HawkError::Throttled(secs) => StorageError::Throttled(secs),
+                e => StorageError::Unauthorized(format!("{e:?}")),
+            })?;
         if token.payload.uid != uid {
             return Err(StorageError::Unauthorized(format!(
                 "token is for uid {}, URL names {uid}",
