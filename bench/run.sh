@@ -9,7 +9,11 @@
 #                     [--python URL SECRET]   also load an already running Python
 #                                             syncserver (public_url URL, secret SECRET)
 # env:   SYNC_PORT (18180), HELLO_PORT (18181), NGINX_WORKERS (1), WORKERS (server --workers),
-#        NGINX_EXTRA (directives added to nginx's http block, e.g. 'fastcgi_buffers 16 16k;')
+#        NGINX_EXTRA (directives added to nginx's http block, e.g. 'fastcgi_buffers 16 16k;'),
+#        BENCH_OUT (where results go; default bench/results),
+#        SERVER_BIN (another syncserver-fcgi to measure, e.g. a previous build),
+#        SERVE_MODE=inherited (hand the server its socket on stdin, as mod_fcgid does, instead
+#        of --bind: Hawk nonces then go through the shared replay file)
 # out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg
 set -euo pipefail
 
@@ -36,10 +40,10 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --bins)
 fi
 REL=$ROOT/target/release
-BIN=$REL/syncserver-fcgi LOAD=$REL/syncload HELLO=$REL/fcgi-hello
+BIN=${SERVER_BIN:-$REL/syncserver-fcgi} LOAD=$REL/syncload HELLO=$REL/fcgi-hello
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 KEY=$ROOT/tests/fixtures/oauth-test-key.pk8
-OUT=$ROOT/bench/results
+OUT=${BENCH_OUT:-$ROOT/bench/results}
 mkdir -p "$OUT"
 
 D=$(mktemp -d /tmp/syncbench.XXXXXX)
@@ -135,7 +139,16 @@ unset RUST_BACKTRACE
 "$HELLO" --bind "unix:$D/sock/hello.sock" --socket-mode 666 & PIDS+=($!)
 wait_for "$D/sock/hello.sock"
 
-SERVE=("$BIN" --config "$D/syncserver.ini" serve --bind "unix:$D/sock/sync.sock" --socket-mode 666)
+if [ "${SERVE_MODE:-bind}" = inherited ]; then
+    # Bind the socket here and exec the server with it on stdin, as spawn-fcgi does.
+    SERVE=(python3 -c 'import os, socket, sys
+os.path.exists(sys.argv[1]) and os.unlink(sys.argv[1])
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666); s.listen(128)
+os.dup2(s.fileno(), 0); os.execv(sys.argv[2], sys.argv[2:])' "$D/sock/sync.sock"
+        "$BIN" --config "$D/syncserver.ini" serve)
+else
+    SERVE=("$BIN" --config "$D/syncserver.ini" serve --bind "unix:$D/sock/sync.sock" --socket-mode 666)
+fi
 [ -n "${WORKERS:-}" ] && SERVE+=(--workers "$WORKERS")
 
 echo "== start to first response (signed info/collections through nginx), 10 starts"

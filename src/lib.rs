@@ -28,6 +28,7 @@ pub mod devhttp;
 pub mod fcgi;
 pub mod front;
 pub mod http;
+pub mod logonce;
 pub mod pyjson;
 pub mod serve;
 pub mod storage;

@@ -10,6 +10,7 @@ use crate::app::{App, AppConfig};
 use crate::auth::{metrics::random_secret_hex, Authenticator, ReplayLimits, DEFAULT_MAX_TOKENS};
 use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
+use crate::db::sqlite::replay::{replay_path, SharedReplay};
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
 use crate::db::{Database, Pool};
 use crate::devhttp;
@@ -82,8 +83,10 @@ pub struct Built {
     pub workers: usize,
 }
 
-/// Prepares the database and builds the application.
-pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
+/// Prepares the database and builds the application. `shared_replay`: keep the Hawk replay
+/// state where every process on this database sees it (for a socket inherited from mod_fcgid
+/// or spawn-fcgi, which may start several processes).
+pub fn build(settings: &Settings, workers: usize, shared_replay: bool) -> Result<Built, String> {
     let location = location(settings);
     let (conn, migration) = sqlite::prepare(&location)
         .map_err(|e| format!("cannot open the database {:?}: {e}", settings.database))?;
@@ -149,6 +152,33 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
     );
     log::info!("access tokens are verified by {}", tokenserver.describe());
 
+    let limits =
+        ReplayLimits::with_max_nonces(usize::try_from(settings.max_nonces).unwrap_or(usize::MAX));
+    let mut authenticator = Authenticator::with_limits(
+        secrets,
+        settings.expired_token_timeout,
+        settings.timestamp_skew,
+        DEFAULT_MAX_TOKENS,
+        limits,
+    );
+    if let (true, Location::File(db)) = (shared_replay, &location) {
+        let path = replay_path(db);
+        // Refusing to start would take reads down too (mod_fcgid answers 500 for a worker that
+        // exits); each process then keeps its own nonces, as before, and says so loudly.
+        match SharedReplay::open(&path, limits) {
+            Ok(shared) => {
+                log::info!(
+                    "Hawk nonces are shared by every process through {}",
+                    path.display()
+                );
+                authenticator = authenticator.with_replay_store(Box::new(shared));
+            }
+            Err(e) => log::error!(
+                "cannot open the replay file {} ({e}): each process keeps its own Hawk nonces, so a replay sent to another process is not caught; make the database directory writable",
+                path.display()
+            ),
+        }
+    }
     let storage = Storage::new(
         StorageConfig {
             limits: settings.storage.clone(),
@@ -156,15 +186,7 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
             batch_enabled: settings.batch_upload_enabled,
             node: settings.public_url.url.clone(),
         },
-        Authenticator::with_limits(
-            secrets,
-            settings.expired_token_timeout,
-            settings.timestamp_skew,
-            DEFAULT_MAX_TOKENS,
-            ReplayLimits::with_max_nonces(
-                usize::try_from(settings.max_nonces).unwrap_or(usize::MAX),
-            ),
-        ),
+        authenticator,
         pool,
     );
     let app = App::new(
@@ -239,7 +261,9 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     }
     // The database is ready before the socket accepts: a connectable socket
     // means a server that answers.
-    let built = match build(&settings, options.workers) {
+    // Without --bind or --http the socket is inherited, and the spawner may run several of us.
+    let shared_replay = options.bind.is_none() && options.http.is_none();
+    let built = match build(&settings, options.workers, shared_replay) {
         Ok(b) => b,
         Err(e) => {
             log::error!("{e}");

@@ -163,3 +163,56 @@ fn skewed_client_clocks_work_but_requests_outside_the_tokens_window_do_not() {
     );
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_request_accepted_by_one_process_is_a_replay_for_every_other() {
+    // Two processes on one database, each with its socket on stdin, as mod_fcgid runs them.
+    let dir = common::TempDir::new();
+    std::fs::write(
+        dir.join("syncserver.ini"),
+        format!(
+            "[syncserver]\npublic_url = {}\nsecret = {}\n",
+            common::PUBLIC_URL,
+            common::SECRET
+        ),
+    )
+    .expect("write ini");
+    let first = Server::start_inherited(&dir.0, "first.sock", 1);
+    let second = Server::start_inherited(&dir.0, "second.sock", 1);
+    let user = first.user(3);
+    let t = now() as i64;
+
+    let record = br#"{"payload": "a password"}"#;
+    let (put, captured) = send_at(
+        &first,
+        &user,
+        "PUT",
+        "/storage/passwords/p1",
+        record,
+        t,
+        "once",
+    );
+    assert_eq!(put.status, 200, "{}", put.text());
+    let path = Server::storage_path(user.uid, "/storage/passwords/p1");
+    let replayed = replay(&second, "PUT", &path, record, &captured);
+    assert_eq!(replayed.status, 401, "replay accepted by another process");
+
+    // The second process also knows the token's clock from the first: a request signed two
+    // minutes before it is stale there too, while a fresh one goes through.
+    let (stale, _) = send_at(
+        &second,
+        &user,
+        "GET",
+        "/info/collections",
+        b"",
+        t - 120,
+        "old",
+    );
+    assert_eq!(stale.status, 401);
+    let (fresh, _) = send_at(&second, &user, "GET", "/info/collections", b"", t, "new");
+    assert_eq!(fresh.status, 200);
+    assert!(
+        dir.join("syncserver.db-replay").exists(),
+        "the shared replay file sits beside the database"
+    );
+}

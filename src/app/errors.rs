@@ -3,10 +3,9 @@
 //! Storage errors use the Weave conventions (bare-integer JSON bodies); the
 //! configuration error keeps the Python server's JSON message.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::db::DbError;
 use crate::http::Response;
+use crate::logonce::RateLimit;
 use crate::storage::{StorageError, WeaveCode};
 use crate::timestamp;
 use crate::tokenserver::TokenError;
@@ -176,24 +175,9 @@ fn storage(err: StorageError) -> Response {
     }
 }
 
-/// Logs a lasting fault once a minute instead of on every refused request.
-struct RateLimit(AtomicU64);
-
-impl RateLimit {
-    fn due(&self) -> bool {
-        let now = crate::timestamp::now_ms();
-        let last = self.0.load(Ordering::Relaxed);
-        now - last as i64 >= 60_000
-            && self
-                .0
-                .compare_exchange(last, now as u64, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
-static BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
-static FAULT_LOG: RateLimit = RateLimit(AtomicU64::new(0));
-static THROTTLE_LOG: RateLimit = RateLimit(AtomicU64::new(0));
+static BUSY_LOG: RateLimit = RateLimit::new();
+static FAULT_LOG: RateLimit = RateLimit::new();
+static THROTTLE_LOG: RateLimit = RateLimit::new();
 
 fn db(err: DbError) -> Response {
     match err {

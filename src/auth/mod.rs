@@ -23,12 +23,18 @@ pub use hawk::{
     HawkRequest,
 };
 pub use metrics::{hash_device_id, hash_fxa_uid, random_secret_hex, RandomUnavailable};
-pub use nonce::{ReplayError, ReplayLimits, DEFAULT_MAX_NONCES, DEFAULT_MAX_TOKENS, WINDOW_SECS};
+pub use nonce::{
+    nonce_key, MemoryReplay, ReplayError, ReplayLimits, ReplayStore, DEFAULT_MAX_NONCES,
+    DEFAULT_MAX_TOKENS, WINDOW_SECS,
+};
 pub use tokenlib::{derive_key, mint, mint_raw, parse, TokenError, TokenPayload, VerifiedToken};
 
-use nonce::{ceil_secs, floor_secs, token_key, ExpiringMap, ReplayGuard};
+use nonce::{ceil_secs, floor_secs, token_key, ExpiringMap};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
+
+/// Retry-After (seconds) when the shared replay store fails.
+const RETRY_UNAVAILABLE: u64 = 10;
 
 /// A verified token as cached: payload, derived key, index of the secret that verified it, and
 /// the token's key in the replay guard (hashed once, here).
@@ -41,7 +47,7 @@ pub struct Authenticator {
     timestamp_skew: Option<u64>,
     /// token string → verified payload, so HKDF and JSON parsing run once per token.
     tokens: Mutex<ExpiringMap<String, CachedToken>>,
-    replays: Mutex<ReplayGuard>,
+    replays: Box<dyn ReplayStore>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -90,8 +96,14 @@ impl Authenticator {
             expired_token_timeout,
             timestamp_skew,
             tokens: Mutex::new(ExpiringMap::new(max_tokens)),
-            replays: Mutex::new(ReplayGuard::new(replay)),
+            replays: Box::new(MemoryReplay::new(replay)),
         }
+    }
+
+    /// Keeps the replay state in `store` instead of in this process.
+    pub fn with_replay_store(mut self, store: Box<dyn ReplayStore>) -> Self {
+        self.replays = store;
+        self
     }
 
     /// The time after which a token can no longer be accepted, even with the grace period.
@@ -142,7 +154,7 @@ impl Authenticator {
                 return Err(HawkError::StaleTimestamp);
             }
         }
-        lock(&self.replays)
+        self.replays
             .check(
                 &token,
                 payload.uid,
@@ -156,6 +168,7 @@ impl Authenticator {
                 ReplayError::Replayed => HawkError::Replayed,
                 ReplayError::AccountBusy(s) => HawkError::Throttled(s),
                 ReplayError::Full(s) => HawkError::Throttled(s),
+                ReplayError::Unavailable => HawkError::Throttled(RETRY_UNAVAILABLE),
             })?;
         Ok(VerifiedToken {
             payload,
@@ -167,7 +180,7 @@ impl Authenticator {
 
     /// Number of nonces currently remembered (for stats and tests).
     pub fn remembered_nonces(&self) -> usize {
-        lock(&self.replays).nonces()
+        self.replays.nonces()
     }
 }
 

@@ -21,6 +21,7 @@ use ring::digest;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::{Mutex, MutexGuard};
 
 /// How far (seconds) a request's offset-corrected timestamp may be from our clock, and so how
 /// long a nonce is kept (at most twice this). Hawk's customary window.
@@ -164,6 +165,59 @@ impl Default for ReplayLimits {
     }
 }
 
+/// Where the replay state lives: in the process ([`MemoryReplay`]) when one process serves
+/// every request, or in a store shared by every process (under mod_fcgid) so that a request
+/// accepted by one process is a replay for all. Both apply the rules of [`ReplayGuard`].
+pub trait ReplayStore: Send + Sync {
+    /// Accepts the request or says why not; see [`ReplayGuard::check`].
+    fn check(
+        &self,
+        token: &[u8; 16],
+        uid: u64,
+        ts: i64,
+        nonce: &str,
+        token_deadline: i64,
+        now: i64,
+    ) -> Result<(), ReplayError>;
+    /// Number of remembered nonces (for tests and stats).
+    fn nonces(&self) -> usize;
+}
+
+/// The replay guard of a process that serves every request itself.
+#[derive(Debug)]
+pub struct MemoryReplay(Mutex<ReplayGuard>);
+
+impl MemoryReplay {
+    /// An empty guard with these bounds.
+    pub fn new(limits: ReplayLimits) -> Self {
+        MemoryReplay(Mutex::new(ReplayGuard::new(limits)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReplayGuard> {
+        // The guard's maps stay consistent if a holder panicked: every update is one insert.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ReplayStore for MemoryReplay {
+    fn check(
+        &self,
+        token: &[u8; 16],
+        uid: u64,
+        ts: i64,
+        nonce: &str,
+        token_deadline: i64,
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        self.lock()
+            .check(token, uid, ts, nonce, token_deadline, now)
+    }
+
+    fn nonces(&self) -> usize {
+        self.lock().nonces()
+    }
+}
+
 /// Why the replay guard refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayError {
@@ -175,6 +229,9 @@ pub enum ReplayError {
     AccountBusy(u64),
     /// The process holds as many as it may; retry after this many seconds.
     Full(u64),
+    /// The shared store could not be read or written (logged where it happened); refused,
+    /// since accepting could accept a replay.
+    Unavailable,
 }
 
 /// A token's learned clock offset.
@@ -207,7 +264,8 @@ pub fn token_key(token: &str) -> [u8; 16] {
     truncate(digest::digest(&digest::SHA256, token.as_bytes()))
 }
 
-fn nonce_key(token: &[u8; 16], nonce: &str) -> [u8; 16] {
+/// The key of a `(token, nonce)` pair.
+pub fn nonce_key(token: &[u8; 16], nonce: &str) -> [u8; 16] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(token);
     ctx.update(nonce.as_bytes());

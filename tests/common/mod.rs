@@ -165,6 +165,38 @@ impl Server {
         server
     }
 
+    /// Starts a server the way mod_fcgid and spawn-fcgi do: no `--bind`, the listening socket
+    /// (`socket_name` in `dir`, created here) on stdin. Several such servers may share `dir`'s
+    /// database; the caller keeps `dir` alive and the returned server does not own it.
+    pub fn start_inherited(dir: &Path, socket_name: &str, workers: usize) -> Server {
+        let socket = dir.join(socket_name);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind socket");
+        let log = std::fs::File::create(dir.join(format!("{socket_name}.log"))).expect("log");
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(dir.join("syncserver.ini"))
+            .arg("serve")
+            .arg("--workers")
+            .arg(workers.to_string())
+            .env_remove("RUST_BACKTRACE")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start server");
+        let mut server = Server {
+            child: Some(child),
+            // An empty path: dropping it removes nothing; the caller owns the directory.
+            dir: TempDir(PathBuf::new()),
+            socket,
+            public_url: PUBLIC_URL.into(),
+            secret: SECRET.into(),
+        };
+        server.wait_ready();
+        server
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -7,6 +7,7 @@
 mod admin;
 mod collections;
 mod reads;
+pub mod replay;
 pub mod schema;
 pub mod users;
 mod writes;
