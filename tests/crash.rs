@@ -15,7 +15,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::fcgi_client::{CgiResponse, FcgiClient};
 use common::{json, now, Server, ServerSpec, User};
 use serde_json::Value;
-use syncserver_fcgi::auth::{client_header, HawkRequest};
 
 const THREADS: u64 = 4;
 const KILLS: usize = 4;
@@ -60,15 +59,17 @@ fn send(
     let uri = format!("/storage/1.5/{}{rest}", user.uid);
     let query = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
     let ct: &[u8] = b"application/json";
-    let req = HawkRequest {
+    let auth = common::client_auth::hawk_header(&common::client_auth::Signed {
+        id: &user.token,
+        key: &user.key,
+        ts: now() as i64,
+        nonce: &nonce(),
         method,
-        path_and_query: &uri,
+        path: &uri,
         host: "localhost",
         port: 5000,
-        content_type: Some(ct),
-        body: body.as_bytes(),
-    };
-    let auth = client_header(&user.key, &user.token, now() as i64, &nonce(), &req, false);
+        payload: None,
+    });
     let len = body.len().to_string();
     let params: Vec<(&[u8], &[u8])> = vec![
         (b"REQUEST_METHOD", method.as_bytes()),

@@ -18,7 +18,6 @@ use common::fcgi_client::{encode_pair, encode_record, CgiResponse, FcgiClient};
 use common::fxa::{self, bad, FakeFxa, TestKey};
 use common::{json, now, Server, ServerSpec, User};
 use serde_json::json;
-use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
 
 /// The victim's uid; every storage row targets it.
 const UID: u64 = 7;
@@ -436,18 +435,7 @@ struct Ctx {
 }
 
 fn mint_for(uid: u64, secret: &str, node: &str, expires: f64) -> User {
-    let payload = TokenPayload {
-        uid,
-        node: node.to_string(),
-        expires: expires.floor(),
-        salt: String::new(),
-        fxa_uid: Some(format!("fxa{uid}")),
-        fxa_kid: Some("0000000000001-qqo".into()),
-        hashed_fxa_uid: Some(format!("hashed{uid}")),
-        hashed_device_id: Some("device".into()),
-    };
-    let (token, key) = mint(secret, &payload);
-    User { uid, token, key }
+    common::user_token(secret, uid, node, expires)
 }
 
 /// Flips one bit of the decoded token at `at` (negative: from the end) and re-encodes.
@@ -477,15 +465,17 @@ fn hawk_for(
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     );
-    let req = HawkRequest {
+    common::client_auth::hawk_header(&common::client_auth::Signed {
+        id: &user.token,
+        key,
+        ts: now() as i64,
+        nonce: &nonce,
         method,
-        path_and_query: uri,
+        path: uri,
         host: "localhost",
         port: 5000,
-        content_type: ct,
-        body,
-    };
-    client_header(key, &user.token, now() as i64, &nonce, &req, hash)
+        payload: hash.then(|| (ct.unwrap_or_default(), body)),
+    })
 }
 
 fn body_bytes(b: Body) -> Vec<u8> {

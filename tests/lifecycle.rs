@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::fcgi_client::{encode_request, CgiResponse, FcgiClient};
 use common::{json, Server, ServerSpec, Session, TempDir, BIN, PUBLIC_URL, SECRET};
-use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
 
 /// A server process started by these tests (the harness's `Server` keeps one
 /// fixed socket per directory and only sends SIGTERM).
@@ -103,44 +102,23 @@ impl Drop for Proc {
     }
 }
 
-/// Token and Hawk key for `uid`, minted with `secret`.
-fn credentials(uid: u64, secret: &str) -> (String, String) {
-    mint(
-        secret,
-        &TokenPayload {
-            uid,
-            node: PUBLIC_URL.to_string(),
-            expires: (common::now() + 3600.0).floor(),
-            salt: String::new(),
-            fxa_uid: Some(format!("fxa{uid}")),
-            fxa_kid: Some("0000000000001-qqo".into()),
-            hashed_fxa_uid: Some(format!("hashed{uid}")),
-            hashed_device_id: Some("device".into()),
-        },
-    )
-}
-
 /// The encoded FastCGI request (id 1, connection closed after) of a signed
 /// storage request for `uid`; `rest` is below `/storage/1.5/{uid}`.
 fn signed_request(uid: u64, secret: &str, method: &str, rest: &str, body: &[u8]) -> Vec<u8> {
-    let (token, key) = credentials(uid, secret);
+    let user = common::user_token(secret, uid, PUBLIC_URL, common::now() + 3600.0);
     let path = format!("/storage/1.5/{uid}{rest}");
     let ct = "application/json";
-    let auth = client_header(
-        &key,
-        &token,
-        common::now() as i64,
-        &format!("lifecycle-{}-{uid}-{}", std::process::id(), body.len()),
-        &HawkRequest {
-            method,
-            path_and_query: &path,
-            host: "localhost",
-            port: 5000,
-            content_type: (!body.is_empty()).then_some(ct.as_bytes()),
-            body,
-        },
-        false,
-    );
+    let auth = common::client_auth::hawk_header(&common::client_auth::Signed {
+        id: &user.token,
+        key: &user.key,
+        ts: common::now() as i64,
+        nonce: &format!("lifecycle-{}-{uid}-{}", std::process::id(), body.len()),
+        method,
+        path: &path,
+        host: "localhost",
+        port: 5000,
+        payload: None,
+    });
     let len = body.len().to_string();
     let mut params: Vec<(&[u8], &[u8])> = vec![
         (b"REQUEST_METHOD", method.as_bytes()),

@@ -5,9 +5,9 @@
 
 mod common;
 
+use common::client_auth::{hawk_header, Signed};
 use common::fcgi_client::CgiResponse;
 use common::{hdr, now, Server, User};
-use syncserver_fcgi::auth::{client_header, HawkRequest};
 
 /// A request signed with a chosen client timestamp and nonce, sent as is; returns the response
 /// and the Authorization header, so the very same request can be sent again.
@@ -23,20 +23,17 @@ fn send_at(
     let path = Server::storage_path(user.uid, rest);
     let full = format!("{}{}", server.prefix(), path);
     let (host, port) = server.host_port();
-    let ct: Option<&[u8]> = if body.is_empty() {
-        None
-    } else {
-        Some(b"application/json")
-    };
-    let req = HawkRequest {
+    let auth = hawk_header(&Signed {
+        id: &user.token,
+        key: &user.key,
+        ts,
+        nonce,
         method,
-        path_and_query: &full,
+        path: &full,
         host: &host,
         port,
-        content_type: ct,
-        body,
-    };
-    let auth = client_header(&user.key, &user.token, ts, nonce, &req, false);
+        payload: None,
+    });
     (replay(server, method, &path, body, &auth), auth)
 }
 

@@ -2,6 +2,7 @@
 //! socket in a temp dir, mint tokens, sign requests with Hawk, talk FastCGI.
 #![allow(dead_code)]
 
+pub mod client_auth;
 pub mod fcgi_client;
 pub mod fxa;
 pub mod webservers;
@@ -12,7 +13,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fcgi_client::{CgiResponse, FcgiClient};
-use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_syncserver-fcgi");
@@ -286,18 +286,8 @@ impl Server {
 
     /// A token for `uid` with the given expiry.
     pub fn user_expiring(&self, uid: u64, expires: f64) -> User {
-        let payload = TokenPayload {
-            uid,
-            node: self.public_url.trim_end_matches('/').to_string(),
-            expires: expires.floor(),
-            salt: String::new(),
-            fxa_uid: Some(format!("fxa{uid}")),
-            fxa_kid: Some("0000000000001-qqo".into()),
-            hashed_fxa_uid: Some(format!("hashed{uid}")),
-            hashed_device_id: Some("device".into()),
-        };
-        let (token, key) = mint(&self.secret, &payload);
-        User { uid, token, key }
+        let node = self.public_url.trim_end_matches('/');
+        user_token(&self.secret, uid, node, expires)
     }
 
     /// Sends a raw FastCGI request with nginx-like params.
@@ -383,27 +373,22 @@ impl Server {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
             .map(|(_, v)| v.as_bytes());
-        let req = HawkRequest {
-            method,
-            path_and_query: &full,
-            host: &host,
-            port,
-            content_type: ct,
-            body,
-        };
         let nonce = format!(
             "n{}-{}",
             std::process::id(),
             NONCE.fetch_add(1, Ordering::SeqCst)
         );
-        client_header(
-            &user.key,
-            &user.token,
-            now() as i64,
-            &nonce,
-            &req,
-            with_hash,
-        )
+        client_auth::hawk_header(&client_auth::Signed {
+            id: &user.token,
+            key: &user.key,
+            ts: now() as i64,
+            nonce: &nonce,
+            method,
+            path: &full,
+            host: &host,
+            port,
+            payload: with_hash.then(|| (ct.unwrap_or_default(), body)),
+        })
     }
 
     /// `/storage/1.5/{uid}` + `rest`.
@@ -416,6 +401,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Credentials for `uid` on `node`, minted independently of the server's code (random salt,
+/// as tokenlib does).
+pub fn user_token(secret: &str, uid: u64, node: &str, expires: f64) -> User {
+    static SALT: AtomicU32 = AtomicU32::new(0);
+    let salt = format!(
+        "{:06x}",
+        (std::process::id() ^ SALT.fetch_add(1, Ordering::SeqCst)) & 0xff_ffff
+    );
+    let (token, key) = client_auth::mint(secret, uid, node, expires.floor() as i64, &salt);
+    User { uid, token, key }
 }
 
 /// A user's credentials.
@@ -451,18 +448,7 @@ pub fn json(resp: &CgiResponse) -> serde_json::Value {
 impl Server {
     /// A token for `uid` naming `node` instead of this server (for wrong-node tests).
     pub fn user_for_node(&self, uid: u64, node: &str, secret: &str) -> User {
-        let payload = TokenPayload {
-            uid,
-            node: node.to_string(),
-            expires: (now() + 3600.0).floor(),
-            salt: String::new(),
-            fxa_uid: Some(format!("fxa{uid}")),
-            fxa_kid: Some("0000000000001-qqo".into()),
-            hashed_fxa_uid: Some(format!("hashed{uid}")),
-            hashed_device_id: Some("device".into()),
-        };
-        let (token, key) = mint(secret, &payload);
-        User { uid, token, key }
+        user_token(secret, uid, node, now() + 3600.0)
     }
 
     /// Sends a FastCGI request whose `REQUEST_URI` and `QUERY_STRING` are raw bytes

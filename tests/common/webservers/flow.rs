@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use crate::common::client_auth;
 use serde_json::{json, Value};
-use syncserver_fcgi::auth::{client_header, HawkRequest};
 
 use super::{Front, HttpResponse, Stack, StackSpec};
 use crate::common::fxa::{self, TestKey};
@@ -104,27 +104,22 @@ impl Client<'_> {
     pub fn hawk(&self, method: &str, target: &[u8], ct: Option<&str>, body: &[u8]) -> String {
         static NONCE: AtomicU32 = AtomicU32::new(0);
         let target = String::from_utf8_lossy(target);
-        let req = HawkRequest {
-            method,
-            path_and_query: &target,
-            host: &self.sign_host.0,
-            port: self.sign_host.1,
-            content_type: ct.map(str::as_bytes),
-            body,
-        };
         let nonce = format!(
             "d{}-{}",
             std::process::id(),
             NONCE.fetch_add(1, Ordering::SeqCst)
         );
-        client_header(
-            &self.key,
-            &self.id,
-            now() as i64,
-            &nonce,
-            &req,
-            ct.is_some(),
-        )
+        client_auth::hawk_header(&client_auth::Signed {
+            id: &self.id,
+            key: &self.key,
+            ts: now() as i64,
+            nonce: &nonce,
+            method,
+            path: &target,
+            host: &self.sign_host.0,
+            port: self.sign_host.1,
+            payload: ct.map(|ct| (ct.as_bytes(), body)),
+        })
     }
 
     /// A signed request to `rest` below the storage base (raw bytes allowed).
