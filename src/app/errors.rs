@@ -15,6 +15,8 @@ use crate::tokenserver::TokenError;
 pub const RETRY_AFTER_BUSY: u32 = 10;
 /// Retry-After when the database cannot be written or fails otherwise.
 pub const RETRY_AFTER_FAULT: u32 = 60;
+/// Retry-After when enough token requests wait on the account server already.
+pub const RETRY_AFTER_VERIFIER_BUSY: u32 = 10;
 
 /// Every failure the application can answer with.
 #[derive(Debug)]
@@ -122,6 +124,13 @@ fn token(err: TokenError) -> Response {
             cornice(503, "body", "", "Resource is not available")
                 .with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
+        TokenError::VerifierBusy => {
+            if VERIFIER_BUSY_LOG.due() {
+                log::warn!("token requests answered 503: as many as allowed are waiting on the account server already (is it slow?); logged at most once a minute");
+            }
+            cornice(503, "body", "", "Resource is not available")
+                .with_header("Retry-After", RETRY_AFTER_VERIFIER_BUSY.to_string())
+        }
         TokenError::Db(e) => {
             match e {
                 DbError::Busy => log::warn!("token request: {e}"),
@@ -187,6 +196,7 @@ impl RateLimit {
 
 static BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 static FAULT_LOG: RateLimit = RateLimit(AtomicU64::new(0));
+static VERIFIER_BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 
 fn db(err: DbError) -> Response {
     match err {
