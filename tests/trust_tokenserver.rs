@@ -283,3 +283,55 @@ fn jwt_issuer_is_checked_when_known() {
     let other = with(c, "iss", json!("https://accounts.example.org"));
     assert_eq!(get_token(&server, &key.token(&other)).status, 200);
 }
+
+/// Item 9: a request used to wait forever for a database session. With one
+/// worker and a writer lock held outside the server, each PUT holds the only
+/// session for SQLite's 5 s busy timeout, so the sixth used to be answered
+/// after 30 s; now a request waits at most 10 s for a session, then is
+/// answered 503 + Retry-After.
+#[test]
+fn database_session_wait_is_bounded() {
+    let server = Server::start_spec(ServerSpec {
+        workers: 1,
+        ..ServerSpec::default()
+    });
+    let sessions: Vec<Session> = (0..6).map(|i| Session::new(&server, 600 + i)).collect();
+    assert_eq!(
+        sessions[0]
+            .put("/storage/col/a", r#"{"payload": "x"}"#)
+            .status,
+        200
+    );
+    let lock = rusqlite::Connection::open(server.db_path()).expect("open");
+    lock.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let t0 = Instant::now();
+    let answers: Vec<(CgiResponse, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = sessions
+            .iter()
+            .map(|session| {
+                s.spawn(move || {
+                    let r = session.put("/storage/col/b", r#"{"payload": "y"}"#);
+                    (r, t0.elapsed())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    lock.execute_batch("COMMIT").expect("unlock");
+    for (r, took) in &answers {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.header("Retry-After").is_some(), "{:?}", r.headers);
+        assert!(*took < Duration::from_secs(12), "answered after {took:?}");
+    }
+    assert!(
+        server.log().contains("database session(s) stayed busy"),
+        "{}",
+        server.log()
+    );
+    // And the server is fine afterwards.
+    let r = sessions[5].put("/storage/col/b", r#"{"payload": "y"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -133,7 +133,7 @@ fn token(err: TokenError) -> Response {
         }
         TokenError::Db(e) => {
             match e {
-                DbError::Busy => log::warn!("token request: {e}"),
+                DbError::Busy | DbError::NoSession { .. } => log::warn!("token request: {e}"),
                 _ => log::error!("token request: {e}"),
             }
             let body = serde_json::json!({
@@ -196,6 +196,7 @@ impl RateLimit {
 
 static BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 static FAULT_LOG: RateLimit = RateLimit(AtomicU64::new(0));
+static NO_SESSION_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 static VERIFIER_BUSY_LOG: RateLimit = RateLimit(AtomicU64::new(0));
 
 fn db(err: DbError) -> Response {
@@ -212,6 +213,12 @@ fn db(err: DbError) -> Response {
         DbError::Busy => {
             if BUSY_LOG.due() {
                 log::warn!("database busy: another writer held the lock over 5 s; answering 503 (logged at most once a minute)");
+            }
+            zero(503).with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
+        }
+        DbError::NoSession { .. } => {
+            if NO_SESSION_LOG.due() {
+                log::warn!("{err}: answering 503 (overloaded, or requests stuck on the database; raise --workers?); logged at most once a minute");
             }
             zero(503).with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
         }
@@ -252,6 +259,24 @@ mod tests {
         );
         let r = to_response(AppError::MethodNotAllowed("DELETE"));
         assert_eq!((r.status, r.header("Allow")), (405, Some("DELETE")));
+    }
+
+    #[test]
+    fn overload_is_503_with_retry_after() {
+        let no_session = || DbError::NoSession {
+            sessions: 4,
+            waited: std::time::Duration::from_secs(10),
+        };
+        let r = to_response(StorageError::Db(no_session()).into());
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
+        let r = to_response(TokenError::Db(no_session()).into());
+        assert_eq!(r.status, 503);
+        assert!(r.header("Retry-After").is_some());
+        let r = to_response(TokenError::VerifierBusy.into());
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["errors"][0]["description"], "Resource is not available");
     }
 
     #[test]
