@@ -22,9 +22,9 @@ use ring::digest::{digest, SHA256};
 /// token that becomes valid) is noticed quickly. Well-behaved clients wait
 /// for Retry-After (longer) anyway.
 pub const FAILURE_TTL: Duration = Duration::from_secs(5);
-/// At most this many remembered failures (~100 bytes each); when full, new
-/// failures go unremembered until old ones expire, so junk tokens cannot grow
-/// memory.
+/// At most this many remembered failures (a hash, a time and a short reason:
+/// ~2 MB in all at worst); when full, new failures go unremembered until old
+/// ones expire, so a flood of junk tokens cannot grow memory.
 const FAILURE_CAPACITY: usize = 10_000;
 
 /// A bound on concurrent remote verifications.
