@@ -288,7 +288,9 @@ fn jwt_issuer_is_checked_when_known() {
 /// worker and a writer lock held outside the server, each PUT holds the only
 /// session for SQLite's 5 s busy timeout, so the sixth used to be answered
 /// after 30 s; now a request waits at most 10 s for a session, then is
-/// answered 503 + Retry-After.
+/// answered 503 + Retry-After. (At 10 s, one waiter may still catch the
+/// session as the second PUT gives it back, and sit out the busy timeout:
+/// hence 15 s and a margin, not 10.)
 #[test]
 fn database_session_wait_is_bounded() {
     let server = Server::start_spec(ServerSpec {
@@ -324,7 +326,10 @@ fn database_session_wait_is_bounded() {
     for (r, took) in &answers {
         assert_eq!(r.status, 503, "{}", r.text());
         assert!(r.header("Retry-After").is_some(), "{:?}", r.headers);
-        assert!(*took < Duration::from_secs(12), "answered after {took:?}");
+        assert!(
+            *took < Duration::from_millis(16_500),
+            "answered after {took:?}"
+        );
     }
     assert!(
         server.log().contains("database session(s) stayed busy"),
