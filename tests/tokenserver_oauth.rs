@@ -84,11 +84,13 @@ fn broken_or_slow_account_server_is_503() {
     let fxa = FakeFxa::start(&[&key]);
     let server = start(&fxa.url, "[oauth]\ntimeout = 1\n");
     let jwt = key.token(&fxa::claims("u1", 1));
-    let opaque = fxa.opaque_token(fxa::verify_reply("u2", 1));
+    // A failed opaque token is remembered for a few seconds (answered without
+    // asking again): each case below uses a fresh one.
+    let opaque = || fxa.opaque_token(fxa::verify_reply("u2", 1));
     for mode in [Mode::Error500, Mode::Garbage, Mode::Down] {
         fxa.set_mode(mode);
         assert_unavailable(&get_token(&server, &jwt));
-        assert_unavailable(&get_token(&server, &opaque));
+        assert_unavailable(&get_token(&server, &opaque()));
     }
     // A JWKS that parses but holds no RSA key.
     fxa.set_mode(Mode::Normal);
@@ -99,9 +101,9 @@ fn broken_or_slow_account_server_is_503() {
 
     fxa.set_mode(Mode::Slow(Duration::from_secs(4)));
     fxa.publish(&[&key]);
-    for token in [&jwt, &opaque] {
+    for token in [jwt.clone(), opaque()] {
         let t0 = Instant::now();
-        assert_unavailable(&get_token(&server, token));
+        assert_unavailable(&get_token(&server, &token));
         let took = t0.elapsed();
         assert!(
             took >= Duration::from_millis(900) && took < Duration::from_millis(3000),
@@ -113,7 +115,7 @@ fn broken_or_slow_account_server_is_503() {
     // Recovery.
     fxa.set_mode(Mode::Normal);
     assert_eq!(get_token(&server, &jwt).status, 200);
-    assert_eq!(get_token(&server, &opaque).status, 200);
+    assert_eq!(get_token(&server, &opaque()).status, 200);
     assert_eq!(emails(&server).len(), 2);
 }
 
@@ -321,7 +323,7 @@ fn identity_provider_discovery() {
     assert_eq!(fxa.total(), 0, "nothing is fetched at start-up");
     let sub = fxa::fxa_uid();
     for generation in [1, 2] {
-        let r = get_token(&server, &key.token(&fxa::claims(&sub, generation)));
+        let r = get_token(&server, &key.token(&fxa.claims(&sub, generation)));
         assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log());
     }
     assert_eq!(fxa.count("/.well-known/fxa-client-configuration"), 1);

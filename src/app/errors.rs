@@ -14,6 +14,8 @@ use crate::tokenserver::TokenError;
 pub const RETRY_AFTER_BUSY: u32 = 10;
 /// Retry-After when the database cannot be written or fails otherwise.
 pub const RETRY_AFTER_FAULT: u32 = 60;
+/// Retry-After when enough token requests wait on the account server already.
+pub const RETRY_AFTER_VERIFIER_BUSY: u32 = 10;
 
 /// Every failure the application can answer with.
 #[derive(Debug)]
@@ -121,9 +123,16 @@ fn token(err: TokenError) -> Response {
             cornice(503, "body", "", "Resource is not available")
                 .with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
+        TokenError::VerifierBusy => {
+            if VERIFIER_BUSY_LOG.due() {
+                log::warn!("token requests answered 503: as many as allowed are waiting on the account server already (is it slow?); logged at most once a minute");
+            }
+            cornice(503, "body", "", "Resource is not available")
+                .with_header("Retry-After", RETRY_AFTER_VERIFIER_BUSY.to_string())
+        }
         TokenError::Db(e) => {
             match e {
-                DbError::Busy => log::warn!("token request: {e}"),
+                DbError::Busy | DbError::NoSession { .. } => log::warn!("token request: {e}"),
                 _ => log::error!("token request: {e}"),
             }
             let body = serde_json::json!({
@@ -178,6 +187,8 @@ fn storage(err: StorageError) -> Response {
 static BUSY_LOG: RateLimit = RateLimit::new();
 static FAULT_LOG: RateLimit = RateLimit::new();
 static THROTTLE_LOG: RateLimit = RateLimit::new();
+static NO_SESSION_LOG: RateLimit = RateLimit::new();
+static VERIFIER_BUSY_LOG: RateLimit = RateLimit::new();
 
 fn db(err: DbError) -> Response {
     match err {
@@ -193,6 +204,12 @@ fn db(err: DbError) -> Response {
         DbError::Busy => {
             if BUSY_LOG.due() {
                 log::warn!("database busy: another writer held the lock over 5 s; answering 503 (logged at most once a minute)");
+            }
+            zero(503).with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
+        }
+        DbError::NoSession { .. } => {
+            if NO_SESSION_LOG.due() {
+                log::warn!("{err}: answering 503 (overloaded, or requests stuck on the database; raise --workers?); logged at most once a minute");
             }
             zero(503).with_header("Retry-After", RETRY_AFTER_BUSY.to_string())
         }
@@ -233,6 +250,24 @@ mod tests {
         );
         let r = to_response(AppError::MethodNotAllowed("DELETE"));
         assert_eq!((r.status, r.header("Allow")), (405, Some("DELETE")));
+    }
+
+    #[test]
+    fn overload_is_503_with_retry_after() {
+        let no_session = || DbError::NoSession {
+            sessions: 4,
+            waited: std::time::Duration::from_secs(10),
+        };
+        let r = to_response(StorageError::Db(no_session()).into());
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
+        let r = to_response(TokenError::Db(no_session()).into());
+        assert_eq!(r.status, 503);
+        assert!(r.header("Retry-After").is_some());
+        let r = to_response(TokenError::VerifierBusy.into());
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["errors"][0]["description"], "Resource is not available");
     }
 
     #[test]

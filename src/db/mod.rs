@@ -33,6 +33,13 @@ pub enum DbError {
     Unwritable(String),
     /// Any other database failure.
     Backend(String),
+    /// Every session stayed busy for the pool's whole wait.
+    NoSession {
+        /// Sessions in the pool (`--workers`).
+        sessions: usize,
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
     /// `X-If-Unmodified-Since` failed; carries the resource's timestamp.
     PreconditionFailed(Ms),
     /// `X-If-Modified-Since` matched; carries the resource's timestamp.
@@ -51,6 +58,11 @@ impl std::fmt::Display for DbError {
             DbError::Busy => write!(f, "database is locked by another writer"),
             DbError::Unwritable(e) => write!(f, "database cannot be written: {e}"),
             DbError::Backend(e) => write!(f, "database error: {e}"),
+            DbError::NoSession { sessions, waited } => write!(
+                f,
+                "all {sessions} database session(s) stayed busy for {}s",
+                waited.as_secs()
+            ),
             DbError::PreconditionFailed(_) => write!(f, "precondition failed"),
             DbError::NotModified(_) => write!(f, "not modified"),
             DbError::NotFound => write!(f, "not found"),

@@ -3,11 +3,22 @@
 //! The number of sessions is `--workers`: it bounds how many requests run at
 //! once, while connection threads only wait on sockets. Sessions are opened on
 //! first need, so a process that mod_fcgid starts for one request opens one.
+//! A request waits at most [`DEFAULT_WAIT`] for a session, then is answered
+//! 503 + Retry-After (`DbError::NoSession`): waiting forever let every
+//! connection thread pile up behind a few stuck sessions.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use super::{Database, DbResult};
+use super::{Database, DbError, DbResult};
+
+/// How long a request waits for a free session. A session is held for one
+/// request, which may sit out SQLite's busy timeout (5 s) once; twice that
+/// covers it with room to spare. No session free for longer means the server
+/// is overloaded or stuck, and refusing (clients retry after Retry-After)
+/// beats piling up connection threads.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens one more session.
 pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn Database>> + Send + Sync>;
@@ -23,6 +34,7 @@ pub struct Pool {
     state: Mutex<State>,
     available: Condvar,
     size: usize,
+    wait: Duration,
     opener: Opener,
 }
 
@@ -37,8 +49,15 @@ impl Pool {
             }),
             available: Condvar::new(),
             size: size.max(1),
+            wait: DEFAULT_WAIT,
             opener,
         }
+    }
+
+    /// The same pool, waiting at most `wait` for a free session.
+    pub fn with_wait(mut self, wait: Duration) -> Pool {
+        self.wait = wait;
+        self
     }
 
     /// How many sessions the pool may hold.
@@ -52,8 +71,9 @@ impl Pool {
     }
 
     /// A free session: an idle one, a new one while under `size`, or the next
-    /// one to come back.
+    /// one to come back within the pool's wait (else `DbError::NoSession`).
     pub fn get(&self) -> DbResult<PooledDb<'_>> {
+        let deadline = Instant::now() + self.wait;
         let mut state = self.lock();
         loop {
             if let Some(db) = state.idle.pop() {
@@ -71,10 +91,17 @@ impl Pool {
                     }
                 };
             }
-            state = self
-                .available
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DbError::NoSession {
+                    sessions: self.size,
+                    waited: self.wait,
+                });
+            }
+            state = match self.available.wait_timeout(state, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 
@@ -116,5 +143,50 @@ impl Drop for PooledDb<'_> {
             self.pool.lock().idle.push(db);
             self.pool.available.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::sqlite::{self, Location, SqliteDb};
+    use std::sync::{mpsc, Arc};
+
+    fn memory() -> DbResult<Box<dyn Database>> {
+        let (conn, _) = sqlite::prepare(&Location::Memory)?;
+        Ok(Box::new(SqliteDb::from_connection(conn)?))
+    }
+
+    #[test]
+    fn waits_for_a_session_then_gives_up() {
+        let pool = Arc::new(
+            Pool::new(memory().unwrap(), 1, Box::new(memory)).with_wait(Duration::from_millis(300)),
+        );
+        let held = pool.get().unwrap();
+        // The waiting get() runs on a detached thread, so a pool that waits
+        // forever fails this test instead of hanging it.
+        let (tx, rx) = mpsc::channel();
+        let waiter = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let result = waiter.get().map(|_| ());
+            let _ = tx.send((result, t0.elapsed()));
+        });
+        let (result, took) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("Pool::get waited with no bound");
+        assert!(
+            matches!(result, Err(DbError::NoSession { sessions: 1, .. })),
+            "{result:?}"
+        );
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        // A session given back in time is handed on.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| pool.get().map(|_| ()));
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+            assert!(waiter.join().unwrap().is_ok());
+        });
+        assert!(pool.get().is_ok());
     }
 }

@@ -31,6 +31,9 @@ pub enum TokenError {
     UnsupportedScheme,
     /// The account server could not be asked (503); the text is for the log.
     Unavailable(String),
+    /// Too many token requests are waiting on the account server already
+    /// (503, so they cannot hold every connection thread).
+    VerifierBusy,
     /// The database failed.
     Db(DbError),
 }

@@ -7,10 +7,12 @@
 //! for the storage half.
 
 mod browserid;
+pub mod claims;
 pub mod error;
 pub mod jwt;
 pub mod keyid;
 pub mod oauth;
+pub mod outbound;
 pub mod rules;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::timestamp::{now_ms, now_secs};
 pub use error::TokenError;
 use keyid::{fxa_kid, parse_key_id, valid_client_state};
 use oauth::{OAuthConfig, OAuthError, OAuthVerifier, OLDSYNC_SCOPE};
+use outbound::Gate;
 use rules::{Admission, Claims, Refusal};
 
 /// Settings of the tokenserver half.
@@ -57,6 +60,9 @@ pub struct Tokenserver {
     config: TokenserverConfig,
     oauth: OAuthVerifier,
     browserid: Option<browserid::RemoteVerifier>,
+    /// Bounds the requests waiting on the account server (or BrowserID
+    /// verifier) at once, so they never hold every connection thread.
+    gate: Arc<Gate>,
     pool: Arc<Pool>,
 }
 
@@ -73,9 +79,11 @@ impl Tokenserver {
         let browserid = config.browserid_verifier.clone().map(|url| {
             browserid::RemoteVerifier::new(url, config.audience.clone(), config.oauth.timeout)
         });
+        let gate = Arc::new(Gate::for_workers(pool.size()));
         Tokenserver {
-            oauth: OAuthVerifier::new(config.oauth.clone()),
+            oauth: OAuthVerifier::new(config.oauth.clone(), Arc::clone(&gate)),
             browserid,
+            gate,
             config,
             pool,
         }
@@ -83,7 +91,11 @@ impl Tokenserver {
 
     /// Where access tokens are verified, for the start-up log.
     pub fn describe(&self) -> String {
-        self.oauth.describe()
+        format!(
+            "{} (at most {} request(s) waiting on it at once)",
+            self.oauth.describe(),
+            self.gate.max()
+        )
     }
 
     /// `GET /token/`: what this tokenserver offers.
@@ -145,7 +157,10 @@ impl Tokenserver {
         };
         let identity = match (scheme.as_str(), &self.browserid) {
             ("bearer", _) => self.oauth_identity(req, credential, client_state)?,
-            ("browserid", Some(verifier)) => verifier.identity(credential, client_state)?,
+            ("browserid", Some(verifier)) => {
+                let _permit = self.gate.try_enter().ok_or(TokenError::VerifierBusy)?;
+                verifier.identity(credential, client_state)?
+            }
             _ => return Err(TokenError::UnsupportedScheme),
         };
         self.check_allowed(&identity)?;
@@ -177,6 +192,7 @@ impl Tokenserver {
                 TokenError::unauthorized("invalid-generation", "fxa-generation is not an integer")
             }
             OAuthError::Unavailable(why) => TokenError::Unavailable(why),
+            OAuthError::Busy => TokenError::VerifierBusy,
         })?;
         Ok(Identity {
             email: format!("{}@{}", access.user, access.issuer),

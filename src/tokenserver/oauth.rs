@@ -1,14 +1,21 @@
 //! Verifying FxA OAuth access tokens: JWTs locally against JWKs (configured,
 //! or fetched from the account server and cached), opaque tokens remotely
 //! through `POST /v1/verify`. Every network call has a timeout; an account
-//! server that is down answers `Unavailable` (503), never a hang.
+//! server that is down answers `Unavailable` (503), never a hang. Only a few
+//! requests may wait on the account server at once (`outbound::Gate`; the
+//! others get `Busy`, 503), and failed remote verifications are remembered
+//! for a few seconds.
+//!
+//! A JWT's claims are checked in `claims`.
 
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::claims::{self, expected_jwt_issuer};
 use super::jwt::{self, RsaJwk};
+use super::outbound::{FailureCache, Gate, Turn, FAILURE_TTL};
 use crate::timestamp::now_secs;
 
 /// The scope a Sync access token must carry.
@@ -55,12 +62,24 @@ pub enum OAuthError {
     InvalidGeneration,
     /// The account server could not be asked (503).
     Unavailable(String),
+    /// Too many requests are waiting on the account server already (503).
+    Busy,
 }
 
 #[derive(Debug, Clone)]
 struct Endpoints {
     server: String,
     issuer: String,
+}
+
+/// The endpoints once known, and how the last discovery went.
+#[derive(Default)]
+struct Discovery {
+    resolved: Option<Endpoints>,
+    /// Discoveries tried so far (successful or not).
+    attempts: u64,
+    /// The last failure, for the requests that waited on that attempt.
+    failure: Option<OAuthError>,
 }
 
 #[derive(Default)]
@@ -77,12 +96,20 @@ struct FetchedKeys {
 pub struct OAuthVerifier {
     config: OAuthConfig,
     agent: ureq::Agent,
-    endpoints: Mutex<Option<Endpoints>>,
+    /// Who must have issued JWTs (`iss`), when we know.
+    jwt_issuer: Option<String>,
+    endpoints: RwLock<Discovery>,
+    /// Held by the one request discovering the endpoints.
+    discovering: Mutex<()>,
     fetched: RwLock<FetchedKeys>,
+    /// Held by the one request fetching the keys.
     fetching: Mutex<()>,
+    /// Shared with the other remote verifiers of the tokenserver.
+    gate: Arc<Gate>,
+    failures: FailureCache<OAuthError>,
 }
 
-fn host_of(url: &str) -> String {
+pub(super) fn host_of(url: &str) -> String {
     url.split("://")
         .nth(1)
         .unwrap_or(url)
@@ -111,18 +138,27 @@ pub fn covers(scopes: &[&str], target: &str) -> bool {
 }
 
 impl OAuthVerifier {
-    /// A verifier; nothing is fetched until the first token arrives.
-    pub fn new(config: OAuthConfig) -> OAuthVerifier {
+    /// A verifier; nothing is fetched until the first token arrives. `gate`
+    /// bounds the requests waiting on the account server at once.
+    pub fn new(config: OAuthConfig, gate: Arc<Gate>) -> OAuthVerifier {
         let agent = ureq::AgentBuilder::new()
             .timeout(config.timeout)
             .user_agent(concat!("syncserver-fcgi/", env!("CARGO_PKG_VERSION")))
             .build();
+        let discovery = Discovery {
+            resolved: static_endpoints(&config),
+            ..Discovery::default()
+        };
         OAuthVerifier {
+            jwt_issuer: expected_jwt_issuer(&config),
             config,
             agent,
-            endpoints: Mutex::new(None),
+            endpoints: RwLock::new(discovery),
+            discovering: Mutex::new(()),
             fetched: RwLock::new(FetchedKeys::default()),
             fetching: Mutex::new(()),
+            gate,
+            failures: FailureCache::new(FAILURE_TTL),
         }
     }
 
@@ -135,46 +171,51 @@ impl OAuthVerifier {
         }
     }
 
-    fn endpoints(&self) -> Result<Endpoints, OAuthError> {
-        let mut cached = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = cached.as_ref() {
-            return Ok(e.clone());
+    /// The endpoints, discovering them first if need be. One request
+    /// discovers at a time (holding a permit); requests that waited for it use
+    /// its outcome, even a failure, instead of each trying again in turn (with
+    /// a slow account server, a timeout each). The state lock is never held
+    /// across the network call, so once known the endpoints never wait.
+    fn endpoints(&self, turn: &mut Turn<'_>) -> Result<Endpoints, OAuthError> {
+        let seen = {
+            let d = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = &d.resolved {
+                return Ok(e.clone());
+            }
+            d.attempts
+        };
+        turn.claim().map_err(|_| OAuthError::Busy)?;
+        let _one = self.discovering.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let d = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = &d.resolved {
+                return Ok(e.clone());
+            }
+            if d.attempts != seen {
+                return Err(d.failure.clone().unwrap_or_else(|| {
+                    OAuthError::Unavailable("account server discovery failed just now".into())
+                }));
+            }
         }
-        let resolved = self.resolve_endpoints()?;
-        *cached = Some(resolved.clone());
-        Ok(resolved)
+        let result = self.discover_endpoints();
+        let mut d = self.endpoints.write().unwrap_or_else(|e| e.into_inner());
+        d.attempts = d.attempts.wrapping_add(1);
+        match &result {
+            Ok(e) => d.resolved = Some(e.clone()),
+            Err(e) => d.failure = Some(e.clone()),
+        }
+        result
     }
 
-    fn resolve_endpoints(&self) -> Result<Endpoints, OAuthError> {
-        let issuer_for = |server: &str| {
-            self.config.default_issuer.clone().unwrap_or_else(|| {
-                if host_of(server) == "oauth.accounts.firefox.com" {
-                    PRODUCTION_ISSUER.to_string()
-                } else {
-                    host_of(server)
-                }
-            })
-        };
-        if let Some(url) = &self.config.verifier_url {
-            let server = with_v1(url);
-            return Ok(Endpoints {
-                issuer: issuer_for(&server),
-                server,
-            });
-        }
+    /// Asks `identity_provider` where its OAuth server is.
+    fn discover_endpoints(&self) -> Result<Endpoints, OAuthError> {
         let Some(idp) = &self.config.identity_provider else {
+            // static_endpoints covers every configuration without one.
             return Ok(Endpoints {
                 server: PRODUCTION_OAUTH.into(),
-                issuer: issuer_for(PRODUCTION_OAUTH),
+                issuer: email_domain(&self.config, PRODUCTION_OAUTH),
             });
         };
-        // Mozilla's own accounts need no discovery (and no network at start).
-        if host_of(idp) == "accounts.firefox.com" {
-            return Ok(Endpoints {
-                server: PRODUCTION_OAUTH.into(),
-                issuer: issuer_for(PRODUCTION_OAUTH),
-            });
-        }
         let url = format!(
             "{}/.well-known/fxa-client-configuration",
             idp.trim_end_matches('/')
@@ -215,10 +256,24 @@ impl OAuthVerifier {
 
     /// Verifies an access token for the oldsync scope.
     pub fn verify(&self, token: &str) -> Result<Access, OAuthError> {
-        let endpoints = self.endpoints()?;
-        match jwt::kid(token) {
-            Err(_) => self.verify_remote(token, &endpoints),
-            Ok(kid) => self.verify_jwt(token, kid.as_deref(), &endpoints),
+        let mut turn = Turn::new(&self.gate);
+        let kid = jwt::kid(token);
+        if kid.is_err() {
+            if let Some(e) = self.failures.get(token) {
+                return Err(remembered(e));
+            }
+        }
+        let endpoints = self.endpoints(&mut turn)?;
+        match kid {
+            Err(_) => {
+                turn.claim().map_err(|_| OAuthError::Busy)?;
+                let result = self.verify_remote(token, &endpoints);
+                if let Err(e) = &result {
+                    self.failures.put(token, e.clone());
+                }
+                result
+            }
+            Ok(kid) => self.verify_jwt(token, kid.as_deref(), &endpoints, &mut turn),
         }
     }
 
@@ -227,37 +282,19 @@ impl OAuthVerifier {
         token: &str,
         kid: Option<&str>,
         ep: &Endpoints,
+        turn: &mut Turn<'_>,
     ) -> Result<Access, OAuthError> {
         let verified = if self.config.jwks.is_empty() {
-            jwt::verify(token, &self.remote_keys(kid, ep)?)
+            jwt::verify(token, &self.remote_keys(kid, ep, turn)?)
         } else {
             jwt::verify(token, &self.config.jwks)
         }
         .map_err(|e| OAuthError::Invalid(format!("access token refused: {e:?}")))?;
-        let claims = &verified.claims;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| invalid("no exp"))?;
-        if exp <= now_secs() {
-            return Err(invalid("access token expired"));
-        }
-        let scopes: Vec<&str> = match claims.get("scope") {
-            Some(Value::String(s)) => s.split_whitespace().collect(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if !covers(&scopes, OLDSYNC_SCOPE) {
-            return Err(invalid("access token lacks the oldsync scope"));
-        }
-        let user = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| invalid("no sub"))?;
+        let (user, generation) =
+            claims::check(&verified.claims, self.jwt_issuer.as_deref(), now_secs())?;
         Ok(Access {
-            user: user.to_string(),
-            generation: generation(claims.get("fxa-generation"))?,
+            user,
+            generation,
             issuer: ep.issuer.clone(),
         })
     }
@@ -267,7 +304,12 @@ impl OAuthVerifier {
     /// one per [`JWKS_REFETCH_INTERVAL`], so junk kids cannot make us hammer the
     /// account server; the first one after a fetch goes through at once, so a
     /// real rotation is picked up without waiting.
-    fn remote_keys(&self, kid: Option<&str>, ep: &Endpoints) -> Result<Vec<RsaJwk>, OAuthError> {
+    fn remote_keys(
+        &self,
+        kid: Option<&str>,
+        ep: &Endpoints,
+        turn: &mut Turn<'_>,
+    ) -> Result<Vec<RsaJwk>, OAuthError> {
         let cached = |f: &FetchedKeys| {
             let has_kid =
                 kid.is_none_or(|k| f.keys.iter().any(|key| key.kid.as_deref() == Some(k)));
@@ -285,6 +327,8 @@ impl OAuthVerifier {
         };
         // One fetch at a time: requests that waited here use its result, even
         // a failure (else a slow account server would cost each one a timeout).
+        // Waiting here ties up a connection thread too: only with a permit.
+        turn.claim().map_err(|_| OAuthError::Busy)?;
         let _one = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
         let refetch = {
             let f = self.fetched.read().unwrap_or_else(|e| e.into_inner());
@@ -376,6 +420,42 @@ impl OAuthVerifier {
     }
 }
 
+/// The endpoints known from the configuration alone (all but discovery).
+fn static_endpoints(config: &OAuthConfig) -> Option<Endpoints> {
+    let server = match (&config.verifier_url, &config.identity_provider) {
+        (Some(url), _) => with_v1(url),
+        (None, None) => PRODUCTION_OAUTH.into(),
+        // Mozilla's own accounts need no discovery (and no network at start).
+        (None, Some(idp)) if host_of(idp) == "accounts.firefox.com" => PRODUCTION_OAUTH.into(),
+        (None, Some(_)) => return None,
+    };
+    Some(Endpoints {
+        issuer: email_domain(config, &server),
+        server,
+    })
+}
+
+/// The domain of stored emails for users of the OAuth server at `server`.
+fn email_domain(config: &OAuthConfig, server: &str) -> String {
+    config.default_issuer.clone().unwrap_or_else(|| {
+        if host_of(server) == "oauth.accounts.firefox.com" {
+            PRODUCTION_ISSUER.to_string()
+        } else {
+            host_of(server)
+        }
+    })
+}
+
+/// A failure answered from the cache, saying so in the log.
+fn remembered(e: OAuthError) -> OAuthError {
+    let note = "(remembered from a verification in the last few seconds)";
+    match e {
+        OAuthError::Invalid(why) => OAuthError::Invalid(format!("{why} {note}")),
+        OAuthError::Unavailable(why) => OAuthError::Unavailable(format!("{why} {note}")),
+        other => other,
+    }
+}
+
 fn invalid(why: &str) -> OAuthError {
     OAuthError::Invalid(why.to_string())
 }
@@ -388,7 +468,7 @@ fn unavailable(url: &str, e: ureq::Error) -> OAuthError {
 }
 
 /// `fxa-generation`: absent is fine, anything but an integer is not.
-fn generation(v: Option<&Value>) -> Result<Option<i64>, OAuthError> {
+pub(super) fn generation(v: Option<&Value>) -> Result<Option<i64>, OAuthError> {
     match v {
         None => Ok(None),
         Some(Value::Number(n)) => n.as_i64().map(Some).ok_or(OAuthError::InvalidGeneration),
@@ -432,24 +512,31 @@ mod tests {
         }
     }
 
+    fn verifier(config: OAuthConfig) -> OAuthVerifier {
+        OAuthVerifier::new(config, Arc::new(Gate::new(1)))
+    }
+
     #[test]
     fn endpoints_without_network() {
-        let v = OAuthVerifier::new(OAuthConfig {
+        let v = verifier(OAuthConfig {
             identity_provider: Some("https://accounts.firefox.com/".into()),
             timeout: Duration::from_secs(1),
             ..OAuthConfig::default()
         });
-        let e = v.endpoints().unwrap();
+        // Known without the network, so without a permit either.
+        let full = Gate::new(1);
+        let _taken = full.try_enter();
+        let e = v.endpoints(&mut Turn::new(&full)).unwrap();
         assert_eq!(
             (e.server.as_str(), e.issuer.as_str()),
             (PRODUCTION_OAUTH, PRODUCTION_ISSUER)
         );
-        let v = OAuthVerifier::new(OAuthConfig {
+        let v = verifier(OAuthConfig {
             verifier_url: Some("http://127.0.0.1:9/".into()),
             timeout: Duration::from_secs(1),
             ..OAuthConfig::default()
         });
-        let e = v.endpoints().unwrap();
+        let e = v.endpoints(&mut Turn::new(&full)).unwrap();
         assert_eq!(
             (e.server.as_str(), e.issuer.as_str()),
             ("http://127.0.0.1:9/v1", "127.0.0.1:9")
@@ -457,8 +544,34 @@ mod tests {
     }
 
     #[test]
+    fn a_full_gate_refuses_before_the_network() {
+        let gate = Arc::new(Gate::new(1));
+        let v = OAuthVerifier::new(
+            OAuthConfig {
+                verifier_url: Some("http://127.0.0.1:9".into()),
+                timeout: Duration::from_secs(2),
+                ..OAuthConfig::default()
+            },
+            Arc::clone(&gate),
+        );
+        let taken = gate.try_enter();
+        assert_eq!(v.verify("opaque-token"), Err(OAuthError::Busy));
+        drop(taken);
+        assert!(matches!(
+            v.verify("opaque-token"),
+            Err(OAuthError::Unavailable(_))
+        ));
+        // Remembered: answered without the network, even with the gate full.
+        let _taken = gate.try_enter();
+        assert!(matches!(
+            v.verify("opaque-token"),
+            Err(OAuthError::Unavailable(why)) if why.contains("remembered")
+        ));
+    }
+
+    #[test]
     fn unreachable_server_is_unavailable() {
-        let v = OAuthVerifier::new(OAuthConfig {
+        let v = verifier(OAuthConfig {
             verifier_url: Some("http://127.0.0.1:9".into()),
             timeout: Duration::from_secs(2),
             ..OAuthConfig::default()

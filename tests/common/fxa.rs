@@ -110,13 +110,24 @@ pub fn epoch() -> i64 {
     super::now() as i64
 }
 
-/// The claims FxA puts in a Sync access token.
+/// The issuer (`iss`) of tokens from Mozilla's production accounts server.
+pub const PRODUCTION_ISSUER: &str = "https://accounts.firefox.com";
+
+/// The claims FxA puts in a Sync access token, as Mozilla's production
+/// accounts server issues it (`FakeFxa::claims` for the stand-in's own).
 pub fn claims(sub: &str, generation: i64) -> Value {
+    claims_from(PRODUCTION_ISSUER, sub, generation)
+}
+
+/// The claims of a Sync access token issued by `iss` (FxA's issuer is the
+/// public URL of its content server, the `identity_provider`).
+pub fn claims_from(iss: &str, sub: &str, generation: i64) -> Value {
     let now = epoch();
     json!({
         "sub": sub, "scope": format!("profile {OLDSYNC}"), "fxa-generation": generation,
         "exp": now + 3600, "iat": now, "client_id": CLIENT_ID,
-        "iss": "http://127.0.0.1/", "jti": format!("jti-{sub}-{now}"),
+        "aud": "https://token.services.mozilla.com/1.0/sync/1.5",
+        "iss": iss, "jti": format!("jti-{sub}-{now}"),
     })
 }
 
@@ -265,6 +276,12 @@ impl FakeFxa {
             .unwrap()
             .insert(token.clone(), reply);
         token
+    }
+
+    /// The claims of a Sync access token this stand-in issued: `iss` is its
+    /// own URL, as a self-hosted FxA's is its content server's public URL.
+    pub fn claims(&self, sub: &str, generation: i64) -> Value {
+        claims_from(&self.url, sub, generation)
     }
 
     /// How many requests arrived for `path` (e.g. `/v1/jwks`).
