@@ -267,10 +267,13 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
                 built.workers,
                 settings.database
             );
+            let defaults = ServerOptions::default();
             let opts = ServerOptions {
-                max_connections: options.max_connections.max(built.workers),
+                max_connections: options.max_connections,
+                // At least one handler per database session, or sessions would sit unused.
+                max_requests: defaults.max_requests.max(built.workers),
                 max_body,
-                ..ServerOptions::default()
+                ..defaults
             };
             fcgi::serve(listener, Arc::new(FcgiFront(app)), opts, shutdown)
                 .map_err(|e| e.to_string())
