@@ -10,6 +10,7 @@ use crate::app::{App, AppConfig};
 use crate::auth::{metrics::random_secret_hex, Authenticator};
 use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
+use crate::db::sqlite::shm::ShmGuard;
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
 use crate::db::{Database, Pool};
 use crate::devhttp;
@@ -115,13 +116,20 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
     let first: Box<dyn Database> =
         Box::new(SqliteDb::from_connection(conn).map_err(|e| e.to_string())?);
     let opener_location = location.clone();
-    let pool = Arc::new(Pool::new(
+    let mut pool = Pool::new(
         first,
         workers,
         Box::new(move || {
             SqliteDb::open(&opener_location).map(|db| Box::new(db) as Box<dyn Database>)
         }),
-    ));
+    );
+    if let Location::File(path) = &location {
+        // An immutable -shm would crash the process on SQLite's next access (SIGBUS).
+        let shm = ShmGuard::for_database(path);
+        shm.report_sigbus();
+        pool = pool.with_guard(Box::new(move || shm.check()));
+    }
+    let pool = Arc::new(pool);
 
     let tokenserver = Tokenserver::new(
         TokenserverConfig {
