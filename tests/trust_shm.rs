@@ -3,7 +3,7 @@
 //! used to kill the process without a log line (502 for everyone behind nginx). Now requests
 //! that need the database answer 503 with Retry-After, one log line names the file and the
 //! fix, and everything works again once the flag is removed. Needs root for `chattr`; without
-//! it the test says SKIP (and fails under CI, where it must run).
+//! it the test prints SKIP on the terminal (and fails under CI, where it must run).
 
 mod common;
 
@@ -35,15 +35,6 @@ impl Drop for Immutable {
     }
 }
 
-fn skip(why: &str) {
-    // CI runs as root on a filesystem where this works: a skip there is a failure.
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "SKIP in CI: immutable_shm: {why}"
-    );
-    eprintln!("SKIP immutable_shm: {why}");
-}
-
 #[track_caller]
 fn assert_503(r: &CgiResponse, what: &str) {
     assert_eq!(r.status, 503, "{what}: {}", r.text());
@@ -70,7 +61,10 @@ fn concurrent_gets(server: &Server, uid: u64, n: usize) -> Vec<CgiResponse> {
 #[test]
 fn immutable_shm_is_503_with_a_clear_log_line_then_recovers() {
     if !is_root() {
-        return skip("needs root for chattr +i");
+        return common::skip(
+            "immutable_shm_is_503_with_a_clear_log_line_then_recovers",
+            "needs root for chattr +i",
+        );
     }
     let mut server = Server::start("");
     let s = Session::new(&server, 81);
@@ -81,7 +75,10 @@ fn immutable_shm_is_503_with_a_clear_log_line_then_recovers() {
     let shm = PathBuf::from(format!("{}-shm", server.db_path().display()));
     assert!(shm.exists(), "no -shm beside the database");
     if !chattr("+i", &shm) {
-        return skip("chattr +i not available on this filesystem");
+        return common::skip(
+            "immutable_shm_is_503_with_a_clear_log_line_then_recovers",
+            "chattr +i not available on this filesystem",
+        );
     }
     let guard = Immutable(shm.clone());
     let log_before = server.log().len();
@@ -129,7 +126,10 @@ fn immutable_shm_is_503_with_a_clear_log_line_then_recovers() {
 #[test]
 fn sigterm_with_an_immutable_shm_exits_cleanly() {
     if !is_root() {
-        return skip("needs root for chattr +i");
+        return common::skip(
+            "sigterm_with_an_immutable_shm_exits_cleanly",
+            "needs root for chattr +i",
+        );
     }
     let mut server = Server::start("");
     let s = Session::new(&server, 82);
@@ -139,7 +139,10 @@ fn sigterm_with_an_immutable_shm_exits_cleanly() {
     );
     let shm = PathBuf::from(format!("{}-shm", server.db_path().display()));
     if !chattr("+i", &shm) {
-        return skip("chattr +i not available on this filesystem");
+        return common::skip(
+            "sigterm_with_an_immutable_shm_exits_cleanly",
+            "chattr +i not available on this filesystem",
+        );
     }
     let guard = Immutable(shm);
     // Closing the database at exit checkpoints through the mapping: that must not crash.
