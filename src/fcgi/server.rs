@@ -225,7 +225,7 @@ struct EventLoop {
 enum Source {
     Waker,
     Listener,
-    Conn(usize),
+    Conn(ConnId),
 }
 
 impl EventLoop {
@@ -276,7 +276,7 @@ impl EventLoop {
                 }
             }
             for (slot, conn) in self.conns.iter().enumerate() {
-                let Some((_, c)) = conn else { continue };
+                let Some((serial, c)) = conn else { continue };
                 if let Some(d) = c.next_deadline() {
                     wait = wait.min(d.saturating_duration_since(now));
                 }
@@ -288,7 +288,12 @@ impl EventLoop {
                     continue;
                 };
                 fds.push(pollfd(c.sock.as_raw_fd(), events));
-                sources.push(Source::Conn(slot));
+                // With its serial: accepting may reuse the slot of a connection it closed
+                // before this connection's events are handled.
+                sources.push(Source::Conn(ConnId {
+                    slot,
+                    serial: *serial,
+                }));
             }
             if let Some(until) = self.accept_paused_until {
                 wait = wait.min(until.saturating_duration_since(now));
@@ -315,7 +320,7 @@ impl EventLoop {
                             result = Err(e);
                         }
                     }
-                    Source::Conn(slot) => self.on_event(slot, pfd.revents, &mut scratch, now),
+                    Source::Conn(id) => self.on_event(id, pfd.revents, &mut scratch, now),
                 }
             }
         }
@@ -465,11 +470,15 @@ impl EventLoop {
         }
     }
 
-    fn on_event(&mut self, slot: usize, revents: libc::c_short, scratch: &mut [u8], now: Instant) {
+    fn on_event(&mut self, id: ConnId, revents: libc::c_short, scratch: &mut [u8], now: Instant) {
+        let slot = id.slot;
         let opts = &self.opts;
-        let Some((_, conn)) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some((serial, conn)) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        if *serial != id.serial {
+            return; // closed since the poll; its slot went to a new connection
+        }
         let step = if conn.has_output() {
             // POLLOUT, or an error/hang-up that the write will report.
             conn.flush(opts, now).map(|()| Progress::Pending)
