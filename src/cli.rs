@@ -40,7 +40,8 @@ Options:
                       from systemd (LISTEN_FDS) or from stdin (mod_fcgid, spawn-fcgi)
   --socket-mode MODE  permissions of a unix socket we create, octal (default 660)
   --workers N         requests handled at once, one database session each (default 4)
-  --max-connections N web-server connections held open at once (default 64)
+  --max-connections N web-server connections held open at once (default 768); when
+                      full, the one idle longest is closed to make room
   --http HOST:PORT    serve plain HTTP instead of FastCGI, for trying the server out
                       locally (e.g. --http 127.0.0.1:5000); not for production";
 
@@ -110,7 +111,7 @@ impl Default for ServeOptions {
             bind: None,
             socket_mode: 0o660,
             workers: 4,
-            max_connections: 64,
+            max_connections: 768,
             http: None,
         }
     }

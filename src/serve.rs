@@ -11,6 +11,7 @@ use crate::auth::{metrics::random_secret_hex, Authenticator, ReplayLimits, DEFAU
 use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
 use crate::db::sqlite::replay::{replay_path, SharedReplay};
+use crate::db::sqlite::shm::ShmGuard;
 use crate::db::sqlite::{self, schema, Location, SqliteDb};
 use crate::db::{Database, Pool};
 use crate::devhttp;
@@ -118,13 +119,20 @@ pub fn build(settings: &Settings, workers: usize, shared_replay: bool) -> Result
     let first: Box<dyn Database> =
         Box::new(SqliteDb::from_connection(conn).map_err(|e| e.to_string())?);
     let opener_location = location.clone();
-    let pool = Arc::new(Pool::new(
+    let mut pool = Pool::new(
         first,
         workers,
         Box::new(move || {
             SqliteDb::open(&opener_location).map(|db| Box::new(db) as Box<dyn Database>)
         }),
-    ));
+    );
+    if let Location::File(path) = &location {
+        // An immutable -shm would crash the process on SQLite's next access (SIGBUS).
+        let shm = ShmGuard::for_database(path);
+        shm.report_sigbus();
+        pool = pool.with_guard(Box::new(move || shm.check()));
+    }
+    let pool = Arc::new(pool);
 
     let tokenserver = Tokenserver::new(
         TokenserverConfig {
@@ -295,10 +303,13 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
                 built.workers,
                 settings.database
             );
+            let defaults = ServerOptions::default();
             let opts = ServerOptions {
-                max_connections: options.max_connections.max(built.workers),
+                max_connections: options.max_connections,
+                // At least one handler per database session, or sessions would sit unused.
+                max_requests: defaults.max_requests.max(built.workers),
                 max_body,
-                ..ServerOptions::default()
+                ..defaults
             };
             fcgi::serve(listener, Arc::new(FcgiFront(app)), opts, shutdown)
                 .map_err(|e| e.to_string())

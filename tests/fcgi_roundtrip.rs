@@ -402,36 +402,33 @@ fn shutdown_waits_for_in_flight_request_and_closes_idle_ones() {
 }
 
 #[test]
-fn connections_beyond_the_limit_queue_instead_of_failing() {
+fn connections_beyond_the_limit_make_room_and_requests_queue() {
     let opts = ServerOptions {
         max_connections: 2,
+        max_requests: 2,
         ..quick_opts()
     };
     let srv = TestServer::start("queue", opts);
-    // Hold both slots with idle keep-alive connections.
+    // Both connection places taken by idle keep-alive connections.
     let mut a = srv.client();
     let mut b = srv.client();
     a.request(&[GET], b"a", true).unwrap();
     b.request(&[GET], b"b", true).unwrap();
-    // A third connection is accepted by the kernel but waits for a slot.
-    let path = srv.path.clone();
-    let third = thread::spawn(move || {
-        let mut c = FcgiClient::connect_unix(&path).unwrap();
-        let r = c.request(&[GET], b"third", false).unwrap();
-        (Instant::now(), r)
-    });
-    thread::sleep(Duration::from_millis(400));
-    let freed = Instant::now();
-    drop(a);
-    let (answered, r) = third.join().unwrap();
-    assert_eq!(r.text(), "third");
-    assert!(
-        answered >= freed,
-        "third connection was served while both slots were busy"
-    );
-    drop(b);
+    // A third connection is served at once: the one idle longest (a) is closed for it.
+    let mut c = srv.client();
+    let t = Instant::now();
+    assert_eq!(c.request(&[GET], b"third", true).unwrap().text(), "third");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(a.read_to_end_raw().unwrap(), b"", "oldest idle closed");
+    assert_eq!(b.request(&[GET], b"b2", true).unwrap().text(), "b2");
+    drop((b, c));
 
     // Many slow requests at once: all answered, never more than 2 handlers at a time.
+    let opts = ServerOptions {
+        max_requests: 2,
+        ..quick_opts()
+    };
+    let srv = TestServer::start("queue2", opts);
     let clients: Vec<_> = (0..6)
         .map(|_| {
             let path = srv.path.clone();
@@ -474,37 +471,47 @@ fn pairs_with_four_byte_lengths_split_across_records() {
 #[test]
 fn stalled_and_idle_connections_time_out() {
     let opts = ServerOptions {
-        io_timeout: Duration::from_millis(300),
+        header_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(900),
         idle_timeout: Duration::from_millis(600),
         ..quick_opts()
     };
     let srv = TestServer::start("timeouts", opts);
-    // Slow loris: BEGIN_REQUEST, then nothing.
+    let closed_after = |c: &mut FcgiClient| {
+        let t = Instant::now();
+        assert_eq!(c.read_to_end_raw().unwrap(), b"");
+        t.elapsed()
+    };
+    // Slow loris: BEGIN_REQUEST, then nothing: the head is due within header_timeout.
     let mut c = srv.client();
-    let t = Instant::now();
     c.send_raw(&encode_request(1, &[GET], b"", true)[..16])
         .unwrap();
-    assert_eq!(c.read_to_end_raw().unwrap(), b"");
-    let took = t.elapsed();
+    let took = closed_after(&mut c);
     assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(250) && took < Duration::from_millis(850),
         "{took:?}"
     );
-    // Idle keep-alive connection: closed after idle_timeout, not io_timeout.
+    // A body that stops moving: dropped after io_timeout, not header_timeout.
+    let mut c = srv.client();
+    let full = encode_request(1, &[GET], b"0123456789", true);
+    c.send_raw(&full[..full.len() - 20]).unwrap();
+    let took = closed_after(&mut c);
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // Idle keep-alive connection: closed after idle_timeout.
     let mut c = srv.client();
     c.request(&[GET], b"x", true).unwrap();
-    let t = Instant::now();
-    assert_eq!(c.read_to_end_raw().unwrap(), b"");
-    let took = t.elapsed();
+    let took = closed_after(&mut c);
     assert!(
         took >= Duration::from_millis(500) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    // A connection that never sends anything is dropped after io_timeout.
+    // A connection that never sends anything is dropped after header_timeout.
     let mut c = srv.client();
-    let t = Instant::now();
-    assert_eq!(c.read_to_end_raw().unwrap(), b"");
-    assert!(t.elapsed() < Duration::from_secs(3));
+    let took = closed_after(&mut c);
+    assert!(took < Duration::from_millis(850), "{took:?}");
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// Opens one more session.
 pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn Database>> + Send + Sync>;
 
+/// Says whether the database may be touched at all right now (see `sqlite::shm`); asked
+/// before every loan and every new session, and before closing sessions.
+pub type Guard = Box<dyn Fn() -> DbResult<()> + Send + Sync>;
+
 struct State {
     idle: Vec<Box<dyn Database>>,
     /// Sessions that exist (idle or on loan).
@@ -36,6 +40,7 @@ pub struct Pool {
     size: usize,
     wait: Duration,
     opener: Opener,
+    guard: Option<Guard>,
 }
 
 impl Pool {
@@ -51,6 +56,7 @@ impl Pool {
             size: size.max(1),
             wait: DEFAULT_WAIT,
             opener,
+            guard: None,
         }
     }
 
@@ -58,6 +64,17 @@ impl Pool {
     pub fn with_wait(mut self, wait: Duration) -> Pool {
         self.wait = wait;
         self
+    }
+
+    /// Adds a check that runs before any session is lent or opened: while it fails, `get`
+    /// fails with its error and no session is touched.
+    pub fn with_guard(mut self, guard: Guard) -> Pool {
+        self.guard = Some(guard);
+        self
+    }
+
+    fn check(&self) -> DbResult<()> {
+        self.guard.as_ref().map_or(Ok(()), |g| g())
     }
 
     /// How many sessions the pool may hold.
@@ -73,6 +90,7 @@ impl Pool {
     /// A free session: an idle one, a new one while under `size`, or the next
     /// one to come back within the pool's wait (else `DbError::NoSession`).
     pub fn get(&self) -> DbResult<PooledDb<'_>> {
+        self.check()?;
         let deadline = Instant::now() + self.wait;
         let mut state = self.lock();
         loop {
@@ -142,6 +160,19 @@ impl Drop for PooledDb<'_> {
         if let Some(db) = self.db.take() {
             self.pool.lock().idle.push(db);
             self.pool.available.notify_one();
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// Closing a session may write to the database (SQLite checkpoints on close); while the
+    /// guard says the database must not be touched, leave the sessions to the OS instead,
+    /// which loses nothing: committed transactions are in the WAL.
+    fn drop(&mut self) {
+        if let Err(e) = self.check() {
+            log::warn!("leaving the database sessions open at exit: {e}");
+            let idle = std::mem::take(&mut self.lock().idle);
+            std::mem::forget(idle);
         }
     }
 }

@@ -1,25 +1,28 @@
-//! One connection's request loop: read records, assemble one request at a time, call the
-//! handler, write the response. Every protocol violation ends the connection with one log line.
+//! One connection as the event loop sees it: a non-blocking socket, the bytes received but not
+//! yet parsed, the request being assembled, the bytes still to send, and the deadline that
+//! applies in its current phase. Parsing and protocol replies happen here; the application's
+//! handler never runs here (see `server.rs`). Every protocol violation ends the connection with
+//! one log line.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::os::fd::AsRawFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::record::{self, BeginRequest, Header, RecordError};
-use super::sys::{self, Socket};
-use super::{FcgiRequest, Handler, ServerOptions};
+use super::sys::Socket;
+use super::{FcgiRequest, ServerOptions};
 
-/// What a panicking handler answers: the bare-integer body Sync clients expect on errors.
-const PANIC_RESPONSE: &[u8] =
-    b"Status: 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n0";
-/// How often a waiting connection re-checks the shutdown flag.
-const SLICE: Duration = Duration::from_millis(250);
 /// Upper bound on the unread input swallowed before closing.
 const LINGER_BYTES: usize = 1 << 20;
+/// Bytes read from one connection per turn of the event loop, so that one fast sender of a
+/// large body cannot starve the others.
+const READ_PER_TURN: usize = 256 * 1024;
+/// Size of one read, and of the scratch buffer the event loop reads into.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// Buffers bigger than this are released when a connection goes idle, so hundreds of idle
+/// connections hold little memory after one large request each.
+const KEEP_CAPACITY: usize = 16 * 1024;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
@@ -29,6 +32,7 @@ pub(crate) fn in_flight() -> usize {
 }
 
 /// Counts one request in [`in_flight`] for as long as it lives.
+#[derive(Debug)]
 struct InFlight;
 
 impl InFlight {
@@ -44,25 +48,9 @@ impl Drop for InFlight {
     }
 }
 
-/// What every connection of one server shares.
-pub(crate) struct Ctx {
-    pub(crate) handler: Arc<dyn Handler>,
-    pub(crate) opts: ServerOptions,
-    /// The caller's shutdown flag.
-    pub(crate) shutdown: Arc<AtomicBool>,
-    /// Set by the server itself when it stops for its own reasons (the listener broke).
-    pub(crate) stopping: AtomicBool,
-}
-
-impl Ctx {
-    fn is_stopping(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst)
-    }
-}
-
 /// Why a connection was dropped.
 #[derive(Debug)]
-enum ConnError {
+pub(crate) enum ConnError {
     /// Bytes that are not FastCGI.
     Protocol(RecordError),
     /// A record type the client must not send in this state.
@@ -71,8 +59,10 @@ enum ConnError {
     ParamsTooLarge { limit: usize },
     /// The peer closed in the middle of a record or a request.
     Truncated,
-    /// The peer stalled longer than `io_timeout`.
-    Timeout,
+    /// The peer did not send a request's head (BEGIN_REQUEST and PARAMS) in time.
+    HeadTimeout(Duration),
+    /// The peer stalled longer than `io_timeout` while sending a body or reading a response.
+    Timeout(Duration),
     /// Reading failed.
     Read(io::Error),
     /// Writing failed: the peer is gone; not worth a warning.
@@ -91,7 +81,14 @@ impl fmt::Display for ConnError {
                 write!(f, "FastCGI params exceed {limit} bytes")
             }
             Self::Truncated => write!(f, "peer closed the connection in the middle of a request"),
-            Self::Timeout => write!(f, "peer stalled in the middle of a request (io timeout)"),
+            Self::HeadTimeout(t) => write!(
+                f,
+                "peer sent no complete request head within {t:?} (header timeout)"
+            ),
+            Self::Timeout(t) => write!(
+                f,
+                "peer stalled for {t:?} in the middle of a request (io timeout)"
+            ),
             Self::Read(e) => write!(f, "read error: {e}"),
             Self::Write(e) => write!(f, "write error (peer gone?): {e}"),
         }
@@ -104,11 +101,10 @@ impl From<RecordError> for ConnError {
     }
 }
 
-fn read_error(e: io::Error) -> ConnError {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ConnError::Timeout,
-        io::ErrorKind::UnexpectedEof => ConnError::Truncated,
-        _ => ConnError::Read(e),
+impl ConnError {
+    /// Whether closing for this reason is worth a warning (a vanished peer is not).
+    pub(crate) fn is_quiet(&self) -> bool {
+        matches!(self, ConnError::Write(_))
     }
 }
 
@@ -120,187 +116,278 @@ struct Active {
     params: Option<record::Params>,
     body: Vec<u8>,
     body_too_large: bool,
-    _counted: InFlight,
 }
 
-/// What the record just read means for the loop.
-enum Step {
-    Continue,
-    /// The body is complete: call the handler.
-    Ready,
-    /// The request ended without a handler call (aborted, unknown role); answer then maybe
-    /// keep the connection.
-    Ended {
-        keep_conn: bool,
-    },
+/// Where a connection stands; decides which deadline applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Between requests: nothing of the next one has arrived.
+    Idle,
+    /// The head (BEGIN_REQUEST and PARAMS) of a request is arriving.
+    Head,
+    /// The body (STDIN) is arriving.
+    Body,
+    /// A handler has the request; nothing is read until it answers.
+    Busy,
 }
 
-/// Serves one accepted connection until it closes, breaks, idles out or the server stops.
-pub(crate) fn serve_connection(sock: Socket, ctx: &Ctx) {
-    if let Err(e) = sock.set_timeouts(ctx.opts.io_timeout) {
-        log::warn!("fastcgi: cannot set socket timeouts, dropping connection: {e}");
-        return;
+/// What the event loop must do after feeding a connection input.
+pub(crate) enum Progress {
+    /// Nothing to hand over; keep polling.
+    Pending,
+    /// A complete request: give it to a handler.
+    Request(FcgiRequest),
+}
+
+/// One accepted connection. Owned by the event loop; only its request travels to a handler.
+pub(crate) struct Conn {
+    pub(crate) sock: Socket,
+    /// Received bytes from `in_pos` on are not parsed yet.
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    /// Bytes to send from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+    active: Option<Active>,
+    phase: Phase,
+    /// The request a handler is working on, and whether the connection stays open after it.
+    busy: Option<(u16, bool, InFlight)>,
+    /// When the current phase must end (None while a handler works).
+    deadline: Option<Instant>,
+    /// When the unsent output must have moved on.
+    write_deadline: Option<Instant>,
+    /// Close once `out` is sent.
+    close_after_flush: bool,
+    /// The peer half-closed: no more input will come.
+    peer_eof: bool,
+    /// When the connection last became idle, for choosing which idle one to close first.
+    pub(crate) idle_since: Instant,
+    /// Whether this connection has completed at least one request (idle = kept alive).
+    served: bool,
+}
+
+impl Conn {
+    /// A freshly accepted connection: its first request's head is due within `header_timeout`.
+    pub(crate) fn new(sock: Socket, opts: &ServerOptions, now: Instant) -> Conn {
+        Conn {
+            sock,
+            inbuf: Vec::new(),
+            in_pos: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            active: None,
+            phase: Phase::Idle,
+            busy: None,
+            deadline: Some(now + opts.header_timeout),
+            write_deadline: None,
+            close_after_flush: false,
+            peer_eof: false,
+            idle_since: now,
+            served: false,
+        }
     }
-    let mut conn = Conn {
-        sock: &sock,
-        reader: BufReader::with_capacity(64 * 1024, &sock),
-        writer: BufWriter::with_capacity(16 * 1024, &sock),
-        ctx,
-        content: Vec::new(),
-    };
-    match conn.run() {
-        Ok(()) => log::debug!("fastcgi: connection closed"),
-        Err(e @ ConnError::Write(_)) => log::debug!("fastcgi: connection dropped: {e}"),
-        Err(e) => log::warn!("fastcgi: closing connection: {e}"),
+
+    /// Waiting for a request with nothing pending: may be closed at any time without losing
+    /// anything (shutdown, or to make room for a new connection).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.phase == Phase::Idle
+            && self.busy.is_none()
+            && self.out_pos >= self.out.len()
+            && self.in_pos >= self.inbuf.len()
     }
-}
 
-struct Conn<'a> {
-    sock: &'a Socket,
-    reader: BufReader<&'a Socket>,
-    writer: BufWriter<&'a Socket>,
-    ctx: &'a Ctx,
-    /// Content of the last record read; reused to avoid an allocation per record.
-    content: Vec<u8>,
-}
+    /// Whether the event loop should wait for input on this connection.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.busy.is_none() && !self.peer_eof && !self.has_output()
+    }
 
-impl Conn<'_> {
-    fn run(&mut self) -> Result<(), ConnError> {
-        let mut active: Option<Active> = None;
-        let mut served = false;
-        loop {
-            if active.is_none() {
-                // The first request is due right after connect; later ones may idle.
-                let wait = if served {
-                    self.ctx.opts.idle_timeout
+    /// Whether there is output waiting for the socket to drain.
+    pub(crate) fn has_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Whether a handler has this connection's request.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.is_some()
+    }
+
+    /// Whether the connection is done and should be closed now.
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.has_output() && self.busy.is_none() && self.close_after_flush
+    }
+
+    /// The earliest moment something about this connection expires.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match (self.deadline, self.write_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The error to close with if a deadline passed at `now`; a quietly expiring idle
+    /// connection gives `Some(None)`.
+    pub(crate) fn expired(&self, now: Instant, opts: &ServerOptions) -> Option<Option<ConnError>> {
+        if self.write_deadline.is_some_and(|d| d <= now) {
+            return Some(Some(ConnError::Timeout(opts.io_timeout)));
+        }
+        if self.deadline.is_none_or(|d| d > now) {
+            return None;
+        }
+        Some(match self.phase {
+            Phase::Idle if self.in_pos >= self.inbuf.len() => {
+                if self.served {
+                    log::debug!(
+                        "fastcgi: closing idle connection after {:?}",
+                        opts.idle_timeout
+                    );
                 } else {
-                    self.ctx.opts.io_timeout
-                };
-                if !self.wait_for_input(wait) {
-                    return Ok(());
+                    log::debug!(
+                        "fastcgi: closing a connection that sent nothing within {:?}",
+                        opts.header_timeout
+                    );
                 }
+                None
             }
-            let Some(header) = self.read_record()? else {
-                return match active {
-                    None => Ok(()),
-                    Some(_) => Err(ConnError::Truncated),
-                };
-            };
-            let keep_conn = match self.on_record(header, &mut active)? {
-                Step::Continue => continue,
-                Step::Ready => match active.take() {
-                    Some(req) => {
-                        let keep = req.keep_conn;
-                        self.respond(req)?;
-                        keep
-                    }
-                    None => continue,
-                },
-                Step::Ended { keep_conn } => keep_conn,
-            };
-            served = true;
-            if !keep_conn || self.ctx.is_stopping() {
-                self.linger_close();
-                return Ok(());
-            }
-        }
+            Phase::Idle | Phase::Head => Some(ConnError::HeadTimeout(opts.header_timeout)),
+            Phase::Body | Phase::Busy => Some(ConnError::Timeout(opts.io_timeout)),
+        })
     }
 
-    /// Waits for the next request's first byte, in slices so a shutdown closes idle
-    /// connections promptly. False means close quietly (idle timeout, shutdown, poll error).
-    fn wait_for_input(&self, timeout: Duration) -> bool {
-        if !self.reader.buffer().is_empty() {
-            return true;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match sys::poll_readable(self.sock.as_raw_fd(), left.min(SLICE)) {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => {
-                    log::debug!("fastcgi: poll failed on a connection: {e}");
-                    return false;
-                }
-            }
-            if self.ctx.is_stopping() {
-                log::debug!("fastcgi: closing idle connection for shutdown");
-                return false;
-            }
-            if left.is_zero() {
-                log::debug!("fastcgi: closing idle connection after {timeout:?}");
-                return false;
-            }
-        }
-    }
-
-    /// Reads one record into `self.content`. `Ok(None)`: clean EOF before a header.
-    fn read_record(&mut self) -> Result<Option<Header>, ConnError> {
-        let mut hdr = [0u8; record::HEADER_LEN];
-        let mut got = 0;
-        while got < hdr.len() {
-            let n = match self.reader.read(&mut hdr[got..]) {
+    /// Reads what the peer sent (up to a per-turn budget, through the loop's `scratch`
+    /// buffer) and parses complete records.
+    pub(crate) fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        opts: &ServerOptions,
+        now: Instant,
+    ) -> Result<Progress, ConnError> {
+        let mut budget = READ_PER_TURN;
+        while budget > 0 && !self.peer_eof {
+            let n = match (&self.sock).read(scratch) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(e)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(ConnError::Read(e)),
             };
+            self.compact_input();
+            self.inbuf.extend_from_slice(&scratch[..n]);
             if n == 0 {
-                return if got == 0 {
-                    Ok(None)
-                } else {
-                    Err(ConnError::Truncated)
-                };
+                self.peer_eof = true;
+                break;
             }
-            got += n;
+            budget = budget.saturating_sub(n);
+            if self.phase == Phase::Body {
+                // A body that keeps arriving keeps its connection alive.
+                self.deadline = Some(now + opts.io_timeout);
+            }
         }
-        let header = Header::decode(&hdr)?;
-        self.content.resize(usize::from(header.content_length), 0);
-        self.reader
-            .read_exact(&mut self.content)
-            .map_err(read_error)?;
-        let mut padding = [0u8; 255];
-        let padding = padding
-            .get_mut(..usize::from(header.padding_length))
-            .unwrap_or_default();
-        self.reader.read_exact(padding).map_err(read_error)?;
-        Ok(Some(header))
+        let progress = self.parse(opts, now)?;
+        self.check_eof()?;
+        Ok(progress)
     }
 
-    fn on_record(&mut self, h: Header, active: &mut Option<Active>) -> Result<Step, ConnError> {
+    /// After the peer half-closed and everything it sent is parsed: a request cut short is
+    /// an error; otherwise close once the answers are out.
+    fn check_eof(&mut self) -> Result<(), ConnError> {
+        if self.peer_eof && self.busy.is_none() {
+            if self.active.is_some() || self.in_pos < self.inbuf.len() {
+                return Err(ConnError::Truncated);
+            }
+            self.close_after_flush = true;
+        }
+        Ok(())
+    }
+
+    /// Parses the complete records in the input buffer until a request is complete.
+    fn parse(&mut self, opts: &ServerOptions, now: Instant) -> Result<Progress, ConnError> {
+        while self.busy.is_none() && !self.close_after_flush {
+            let available = self.inbuf.len() - self.in_pos;
+            if available > 0 && self.phase == Phase::Idle {
+                self.start_head(opts, now);
+            }
+            if available < record::HEADER_LEN {
+                return Ok(Progress::Pending);
+            }
+            let header = Header::decode(&self.inbuf[self.in_pos..])?;
+            let total = record::HEADER_LEN
+                + usize::from(header.content_length)
+                + usize::from(header.padding_length);
+            if available < total {
+                return Ok(Progress::Pending);
+            }
+            let start = self.in_pos + record::HEADER_LEN;
+            let content = start..start + usize::from(header.content_length);
+            self.in_pos += total;
+            if let Some(request) = self.on_record(header, content, opts, now)? {
+                return Ok(Progress::Request(request));
+            }
+        }
+        Ok(Progress::Pending)
+    }
+
+    /// The first byte of a request arrived: its head is due within `header_timeout`.
+    fn start_head(&mut self, opts: &ServerOptions, now: Instant) {
+        self.phase = Phase::Head;
+        self.deadline = Some(now + opts.header_timeout);
+    }
+
+    /// Drops parsed bytes from the front of the input buffer.
+    fn compact_input(&mut self) {
+        if self.in_pos >= self.inbuf.len() {
+            self.inbuf.clear();
+            self.inbuf.shrink_to(KEEP_CAPACITY);
+        } else if self.in_pos > 0 {
+            self.inbuf.drain(..self.in_pos);
+        }
+        self.in_pos = 0;
+    }
+
+    fn on_record(
+        &mut self,
+        h: Header,
+        content: std::ops::Range<usize>,
+        opts: &ServerOptions,
+        now: Instant,
+    ) -> Result<Option<FcgiRequest>, ConnError> {
         let id = h.request_id;
-        let is_active = active.as_ref().is_some_and(|a| a.id == id);
+        let is_active = self.active.as_ref().is_some_and(|a| a.id == id);
         match h.rtype {
             record::GET_VALUES if id == 0 => {
-                let mut out = Vec::new();
-                let max = self.ctx.opts.max_connections.max(1);
-                record::encode_get_values_result(&self.content, max, &mut out)?;
-                self.send(&out)?;
-                Ok(Step::Continue)
+                let max = opts.max_connections.max(1);
+                record::encode_get_values_result(&self.inbuf[content], max, &mut self.out)?;
+                self.after_reply(now, opts);
+                Ok(None)
             }
             t if t == 0 || t > record::UNKNOWN_TYPE => {
-                let mut out = Vec::new();
-                record::encode_unknown_type(t, &mut out);
-                self.send(&out)?;
-                Ok(Step::Continue)
+                record::encode_unknown_type(t, &mut self.out);
+                self.after_reply(now, opts);
+                Ok(None)
             }
-            record::BEGIN_REQUEST if id != 0 => self.on_begin(id, active),
+            record::BEGIN_REQUEST if id != 0 => {
+                let begin = BeginRequest::decode(&self.inbuf[content])?;
+                self.on_begin(id, begin, opts, now)?;
+                Ok(None)
+            }
             record::ABORT_REQUEST if id != 0 => {
-                if !is_active {
-                    return Ok(Step::Continue); // a request we already finished or refused
+                if is_active {
+                    let keep_conn = self.active.take().is_some_and(|a| a.keep_conn);
+                    log::debug!("fastcgi: request {id} aborted by the web server");
+                    // Protocol status REQUEST_COMPLETE with app status 0: the request is over
+                    // and nothing went wrong on our side.
+                    record::encode_end_request(id, 0, record::REQUEST_COMPLETE, &mut self.out);
+                    self.request_over(keep_conn, opts, now);
                 }
-                let keep_conn = active.take().is_some_and(|a| a.keep_conn);
-                log::debug!("fastcgi: request {id} aborted by the web server");
-                // Protocol status REQUEST_COMPLETE with app status 0: the request is over
-                // and nothing went wrong on our side.
-                self.end_request(id, record::REQUEST_COMPLETE)?;
-                Ok(Step::Ended { keep_conn })
+                // Otherwise a request we already finished or refused.
+                Ok(None)
             }
-            record::PARAMS | record::STDIN | record::DATA if id != 0 => match active {
-                Some(a) if a.id == id => self.on_stream(h.rtype, a),
-                // Leftovers of a request we refused (CANT_MPX_CONN, UNKNOWN_ROLE) or that was
-                // aborted: the spec says to ignore records for inactive ids.
-                _ => Ok(Step::Continue),
-            },
+            record::PARAMS | record::STDIN | record::DATA if id != 0 => {
+                if is_active {
+                    self.on_stream(h.rtype, content, opts, now)
+                } else {
+                    // Leftovers of a request we refused (CANT_MPX_CONN, UNKNOWN_ROLE) or that
+                    // was aborted: the spec says to ignore records for inactive ids.
+                    Ok(None)
+                }
+            }
             rtype => Err(ConnError::Unexpected {
                 rtype,
                 request_id: id,
@@ -308,9 +395,14 @@ impl Conn<'_> {
         }
     }
 
-    fn on_begin(&mut self, id: u16, active: &mut Option<Active>) -> Result<Step, ConnError> {
-        let begin = BeginRequest::decode(&self.content)?;
-        match active {
+    fn on_begin(
+        &mut self,
+        id: u16,
+        begin: BeginRequest,
+        opts: &ServerOptions,
+        now: Instant,
+    ) -> Result<(), ConnError> {
+        match &self.active {
             Some(a) if a.id == id => {
                 return Err(ConnError::Unexpected {
                     rtype: record::BEGIN_REQUEST,
@@ -318,8 +410,9 @@ impl Conn<'_> {
                 })
             }
             Some(_) => {
-                self.end_request(id, record::CANT_MPX_CONN)?;
-                return Ok(Step::Continue);
+                record::encode_end_request(id, 0, record::CANT_MPX_CONN, &mut self.out);
+                self.after_reply(now, opts);
+                return Ok(());
             }
             None => {}
         }
@@ -328,31 +421,34 @@ impl Conn<'_> {
                 "fastcgi: refusing role {} (only the responder role is supported)",
                 begin.role
             );
-            self.end_request(id, record::UNKNOWN_ROLE)?;
-            return Ok(Step::Ended {
-                keep_conn: begin.keep_conn(),
-            });
+            record::encode_end_request(id, 0, record::UNKNOWN_ROLE, &mut self.out);
+            self.request_over(begin.keep_conn(), opts, now);
+            return Ok(());
         }
-        *active = Some(Active {
+        self.active = Some(Active {
             id,
             keep_conn: begin.keep_conn(),
             params_raw: Vec::new(),
             params: None,
             body: Vec::new(),
             body_too_large: false,
-            _counted: InFlight::new(),
         });
-        Ok(Step::Continue)
+        Ok(())
     }
 
-    fn on_stream(&mut self, rtype: u8, a: &mut Active) -> Result<Step, ConnError> {
-        let opts = &self.ctx.opts;
-        let unexpected = ConnError::Unexpected {
-            rtype,
-            request_id: a.id,
+    fn on_stream(
+        &mut self,
+        rtype: u8,
+        content: std::ops::Range<usize>,
+        opts: &ServerOptions,
+        now: Instant,
+    ) -> Result<Option<FcgiRequest>, ConnError> {
+        let Some(a) = self.active.as_mut() else {
+            return Ok(None);
         };
+        let data = &self.inbuf[content];
         match (rtype, a.params.is_some()) {
-            (record::PARAMS, false) if self.content.is_empty() => {
+            (record::PARAMS, false) if data.is_empty() => {
                 let params = record::decode_pairs(&a.params_raw)?;
                 a.params_raw = Vec::new();
                 let declared = params
@@ -367,115 +463,152 @@ impl Conn<'_> {
                     None => {}
                 }
                 a.params = Some(params);
-                Ok(Step::Continue)
+                // The head is complete; the body may take as long as it keeps moving.
+                self.phase = Phase::Body;
+                self.deadline = Some(now + opts.io_timeout);
+                Ok(None)
             }
             (record::PARAMS, false) => {
-                if a.params_raw.len() + self.content.len() > opts.max_params {
+                if a.params_raw.len() + data.len() > opts.max_params {
                     return Err(ConnError::ParamsTooLarge {
                         limit: opts.max_params,
                     });
                 }
-                a.params_raw.extend_from_slice(&self.content);
-                Ok(Step::Continue)
+                a.params_raw.extend_from_slice(data);
+                Ok(None)
             }
-            (record::STDIN, true) if self.content.is_empty() => Ok(Step::Ready),
+            (record::STDIN, true) if data.is_empty() => {
+                let Some(a) = self.active.take() else {
+                    return Ok(None);
+                };
+                self.phase = Phase::Busy;
+                self.deadline = None;
+                self.busy = Some((a.id, a.keep_conn, InFlight::new()));
+                Ok(Some(FcgiRequest {
+                    params: a.params.unwrap_or_default(),
+                    body: a.body,
+                    body_too_large: a.body_too_large,
+                }))
+            }
             (record::STDIN, true) => {
                 if a.body_too_large {
-                    return Ok(Step::Continue); // discard to the end of stdin
+                    return Ok(None); // discard to the end of stdin
                 }
-                if a.body.len() + self.content.len() > opts.max_body {
+                if a.body.len() + data.len() > opts.max_body {
                     a.body_too_large = true;
                     a.body = Vec::new();
-                    return Ok(Step::Continue);
+                    return Ok(None);
                 }
-                a.body.extend_from_slice(&self.content);
-                Ok(Step::Continue)
+                a.body.extend_from_slice(data);
+                Ok(None)
             }
             // The responder role has no DATA stream; tolerate it like the spec's filter data.
-            (record::DATA, _) => Ok(Step::Continue),
-            _ => Err(unexpected),
+            (record::DATA, _) => Ok(None),
+            _ => Err(ConnError::Unexpected {
+                rtype,
+                request_id: a.id,
+            }),
         }
     }
 
-    /// Calls the handler (a panic becomes a 500) and writes its response.
-    fn respond(&mut self, req: Active) -> Result<(), ConnError> {
-        let id = req.id;
-        let request = FcgiRequest {
-            params: req.params.unwrap_or_default(),
-            body: req.body,
-            body_too_large: req.body_too_large,
+    /// The handler's answer for the busy request: queue it as STDOUT records and END_REQUEST.
+    pub(crate) fn respond(&mut self, response: &[u8], opts: &ServerOptions, now: Instant) {
+        let Some((id, keep_conn, counted)) = self.busy.take() else {
+            return;
         };
-        let handler = &self.ctx.handler;
-        let response =
-            catch_unwind(AssertUnwindSafe(|| handler.handle(request))).unwrap_or_else(|payload| {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("(non-string panic payload)");
-                log::error!("fastcgi: request handler panicked: {msg}");
-                PANIC_RESPONSE.to_vec()
-            });
-        self.write_stdout(id, &response).map_err(ConnError::Write)?;
-        // The rest of `req`, its InFlight guard, drops on return: the request is over.
-        self.end_request(id, record::REQUEST_COMPLETE)
-    }
-
-    /// Writes the response as STDOUT records straight into the buffered writer, avoiding a
-    /// second copy of large bodies.
-    fn write_stdout(&mut self, id: u16, data: &[u8]) -> io::Result<()> {
-        for chunk in data.chunks(record::MAX_CONTENT) {
-            let padding = record::padding_for(chunk.len());
-            let header = Header {
-                rtype: record::STDOUT,
-                request_id: id,
-                content_length: chunk.len() as u16,
-                padding_length: padding,
-            };
-            self.writer.write_all(&header.encode())?;
-            self.writer.write_all(chunk)?;
-            self.writer.write_all(&[0u8; 8][..usize::from(padding)])?;
+        self.compact_output();
+        self.out
+            .reserve(response.len() + response.len() / record::MAX_CONTENT * 16 + 32);
+        for chunk in response.chunks(record::MAX_CONTENT) {
+            record::encode_record(record::STDOUT, id, chunk, &mut self.out);
         }
-        let end = Header {
-            rtype: record::STDOUT,
-            request_id: id,
-            content_length: 0,
-            padding_length: 0,
-        };
-        self.writer.write_all(&end.encode())
+        record::encode_record(record::STDOUT, id, &[], &mut self.out);
+        record::encode_end_request(id, 0, record::REQUEST_COMPLETE, &mut self.out);
+        // The request is over once its answer is queued.
+        drop(counted);
+        self.request_over(keep_conn, opts, now);
     }
 
-    /// Writes END_REQUEST (app status 0) and flushes: the one flush per response.
-    fn end_request(&mut self, id: u16, protocol_status: u8) -> Result<(), ConnError> {
-        let mut out = Vec::with_capacity(16);
-        record::encode_end_request(id, 0, protocol_status, &mut out);
-        self.send(&out)
+    /// A request ended (answered, aborted or refused): wait for the next one or close.
+    fn request_over(&mut self, keep_conn: bool, opts: &ServerOptions, now: Instant) {
+        self.compact_input();
+        self.served = true;
+        self.phase = Phase::Idle;
+        self.deadline = Some(now + opts.idle_timeout);
+        self.idle_since = now;
+        if !keep_conn {
+            self.close_after_flush = true;
+        }
+        self.after_reply(now, opts);
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        self.writer
-            .write_all(bytes)
-            .and_then(|()| self.writer.flush())
-            .map_err(ConnError::Write)
+    /// Output was queued: it must start moving within `io_timeout`.
+    fn after_reply(&mut self, now: Instant, opts: &ServerOptions) {
+        if self.has_output() && self.write_deadline.is_none() {
+            self.write_deadline = Some(now + opts.io_timeout);
+        }
+    }
+
+    fn compact_output(&mut self) {
+        if self.out_pos >= self.out.len() {
+            self.out.clear();
+            self.out.shrink_to(KEEP_CAPACITY);
+            self.out_pos = 0;
+        } else if self.out_pos > 0 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+
+    /// Sends as much queued output as the socket takes without blocking.
+    pub(crate) fn flush(&mut self, opts: &ServerOptions, now: Instant) -> Result<(), ConnError> {
+        while self.out_pos < self.out.len() {
+            match (&self.sock).write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(ConnError::Write(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.write_deadline = Some(now + opts.io_timeout);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(ConnError::Write(e)),
+            }
+        }
+        self.compact_output();
+        self.write_deadline = None;
+        Ok(())
+    }
+
+    /// Parses input that arrived while a handler was busy (a pipelined request). Called after
+    /// the response is queued.
+    pub(crate) fn resume(
+        &mut self,
+        opts: &ServerOptions,
+        now: Instant,
+    ) -> Result<Progress, ConnError> {
+        if self.close_after_flush {
+            return Ok(Progress::Pending);
+        }
+        let progress = self.parse(opts, now)?;
+        self.check_eof()?;
+        Ok(progress)
+    }
+
+    /// Close this connection once its current request, if any, is answered (shutdown).
+    pub(crate) fn close_when_done(&mut self) {
+        self.close_after_flush = true;
     }
 
     /// Closes after a complete response: half-close so the peer sees EOF, then swallow input
     /// that has already arrived (bounded, without waiting) so that closing with unread data
     /// does not make the kernel reset the connection under the response.
-    fn linger_close(&mut self) {
+    pub(crate) fn linger_close(self) {
         if self.sock.shutdown_write().is_err() {
             return;
         }
-        let mut swallowed = self.reader.buffer().len();
-        self.reader.consume(swallowed);
         let mut scratch = [0u8; 8192];
-        while swallowed < LINGER_BYTES
-            && matches!(
-                sys::poll_readable(self.sock.as_raw_fd(), Duration::ZERO),
-                Ok(true)
-            )
-        {
-            match self.reader.get_mut().read(&mut scratch) {
+        let mut swallowed = 0;
+        while swallowed < LINGER_BYTES {
+            match (&self.sock).read(&mut scratch) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => swallowed += n,
             }

@@ -33,11 +33,17 @@
 //!
 //! # Concurrency and limits
 //!
-//! At most [`ServerOptions::max_connections`] connections are served at once, each on its own
-//! reused thread, requests on one connection one after the other (no multiplexing, which no
-//! common web server uses). Extra connections wait in the kernel backlog. Params and bodies are
-//! capped; stalled peers time out; malformed input closes the connection with one warning and
-//! never panics; a panicking handler becomes a 500 and the thread survives.
+//! One thread accepts, receives and sends for every connection (non-blocking sockets and
+//! poll(2)); only complete requests go to at most [`ServerOptions::max_requests`] handler
+//! threads. So idle, half-sent and slow connections never keep a request waiting: they cost a
+//! buffer and a file descriptor, never a handler thread. Requests on one connection run one
+//! after the other (no multiplexing, which no common web server uses). Up to
+//! [`ServerOptions::max_connections`] connections stay open; beyond that the one idle longest
+//! is closed to make room, or new ones wait in the kernel backlog. A request's head (params)
+//! must arrive within [`ServerOptions::header_timeout`], shorter than the
+//! [`ServerOptions::io_timeout`] allowed to a body that stops moving. Params and bodies are
+//! capped; malformed input closes the connection with one warning and never panics; a
+//! panicking handler becomes a 500 and the thread survives.
 //!
 //! # Aborted requests
 //!
@@ -97,15 +103,22 @@ pub trait Handler: Send + Sync + 'static {
 /// Limits and timeouts of [`serve`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
-    /// Connections served at once (= threads); also announced as FCGI_MAX_CONNS/MAX_REQS.
+    /// Connections held open at once (idle, receiving, being answered); also announced as
+    /// FCGI_MAX_CONNS/MAX_REQS. Each costs a file descriptor and its buffers, no thread.
     pub max_connections: usize,
+    /// Requests handled at once: the number of handler threads, spawned as needed.
+    pub max_requests: usize,
     /// Largest body handed to the handler; bigger ones arrive as `body_too_large`.
     pub max_body: usize,
     /// Largest total size of one request's encoded params; bigger closes the connection.
     pub max_params: usize,
     /// How long a kept-alive connection may sit idle between requests.
     pub idle_timeout: Duration,
-    /// How long any single read or write may stall once a request is under way.
+    /// How long a new connection may take to start a request, and a request to deliver its
+    /// head (BEGIN_REQUEST and all PARAMS) once started. Web servers send the head at once,
+    /// so this is short: it closes connections whose peer never finishes a request.
+    pub header_timeout: Duration,
+    /// How long a body being received, or an answer being sent, may stop moving.
     pub io_timeout: Duration,
     /// How long `serve` waits for in-flight requests after shutdown is requested.
     pub drain_timeout: Duration,
@@ -114,11 +127,17 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            max_connections: 64,
+            // Well above what a web server opens to one backend (nginx's upstream keepalive
+            // cache, Apache's threads per child), and within the usual 1024 open files.
+            max_connections: 768,
+            max_requests: 64,
             // Above Mozilla's max_request_bytes (2.5 MiB) so the app, not this layer, decides.
             max_body: 4 * 1024 * 1024,
             max_params: 256 * 1024,
+            // Longer than nginx's default upstream keepalive_timeout (60 s), so nginx rather
+            // than we ends an idle kept connection: no race with a request it is sending.
             idle_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
         }

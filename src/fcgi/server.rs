@@ -1,66 +1,45 @@
-//! The acceptor and the bounded pool of connection threads.
+//! The event loop and the bounded pool of handler threads.
 //!
-//! One acceptor (the thread that called `serve`) accepts only while fewer than
-//! `max_connections` connections are open, so extra connections wait in the kernel's listen
-//! backlog instead of being refused. Accepted sockets go through a queue to worker threads that
-//! are spawned lazily, never more than `max_connections`, and reused for later connections.
+//! Accepting and receiving are separate from serving. One thread (the one that called `serve`)
+//! owns the listening socket and every connection, all non-blocking, and waits on them with
+//! poll(2): it accepts, reads records, assembles each request and writes answers. Only a
+//! complete request (params and body) goes to a handler thread, and a handler hands its answer
+//! straight back without touching the socket. So a connection that is idle, half-sent or slow
+//! to read its answer costs a buffer and a file descriptor, never a handler thread, and cannot
+//! keep anybody else waiting (issue 10, item 8: 70 such connections used to hold all 64
+//! connection threads, and the next request waited ~30 s for a timeout).
+//!
+//! Deadlines by phase (see `conn.rs`): the head of a request (BEGIN_REQUEST and PARAMS) within
+//! `header_timeout` of its first byte, or of the connect; a body or an answer that stops moving
+//! for `io_timeout`; an idle kept-alive connection after `idle_timeout`. When
+//! `max_connections` are open, the connection idle the longest is closed to make room (nginx
+//! reconnects as it does after any upstream close); if none is idle, new connections wait in
+//! the kernel's listen backlog.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn::{self, Ctx};
+use super::conn::{Conn, ConnError, Progress, READ_CHUNK};
 use super::listener::Listener;
-use super::sys::{self, Socket};
-use super::{Handler, ServerOptions};
+use super::sys::{self, Waker};
+use super::{FcgiRequest, Handler, ServerOptions};
 
-/// How often the acceptor re-checks the shutdown flag.
+/// Longest single wait in poll, so the shutdown flag is seen promptly.
 const TICK: Duration = Duration::from_millis(250);
-/// Pause after accept fails for lack of resources (EMFILE and friends), so we do not spin.
+/// Pause in accepting after it fails for lack of resources (EMFILE and friends), so we do not
+/// spin; connections already open are served meanwhile.
 const RESOURCE_BACKOFF: Duration = Duration::from_millis(500);
-
-#[derive(Default)]
-struct State {
-    /// Accepted connections no worker has picked up yet.
-    queue: VecDeque<Socket>,
-    /// Connections accepted and not yet closed (queued or being served).
-    open: usize,
-    /// Live worker threads.
-    workers: usize,
-    /// Workers waiting for a connection.
-    idle: usize,
-    /// No more connections will be queued: workers exit once the queue is empty.
-    stopping: bool,
-}
-
-struct Pool {
-    state: Mutex<State>,
-    /// Signals workers that a connection is queued or the pool is stopping.
-    work: Condvar,
-    /// Signals the acceptor (a slot freed) and the drain (a worker exited).
-    changed: Condvar,
-    ctx: Ctx,
-    max: usize,
-}
-
-impl Pool {
-    /// Locks the state; a poisoned lock (a panic while holding it, which our code cannot do)
-    /// still holds consistent counters, so keep going rather than cascade the panic.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wait_changed<'a>(&self, st: MutexGuard<'a, State>, t: Duration) -> MutexGuard<'a, State> {
-        match self.changed.wait_timeout(st, t) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
-        }
-    }
-}
+/// Connections accepted per turn of the loop, so a flood cannot starve the open ones.
+const ACCEPTS_PER_TURN: usize = 64;
+/// What a panicking handler answers: the bare-integer body Sync clients expect on errors.
+const PANIC_RESPONSE: &[u8] =
+    b"Status: 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n0";
 
 /// Serves `listener` until `shutdown` is set; see [`super::serve`].
 pub(crate) fn serve(
@@ -69,162 +48,476 @@ pub(crate) fn serve(
     opts: ServerOptions,
     shutdown: Arc<AtomicBool>,
 ) -> io::Result<()> {
-    let drain_timeout = opts.drain_timeout;
-    let pool = Arc::new(Pool {
-        state: Mutex::new(State::default()),
+    let handlers = Arc::new(Handlers {
+        state: Mutex::new(HandlerState::default()),
         work: Condvar::new(),
-        changed: Condvar::new(),
-        max: opts.max_connections.max(1),
-        ctx: Ctx {
-            handler,
-            opts,
-            shutdown: Arc::clone(&shutdown),
-            stopping: AtomicBool::new(false),
-        },
+        done: Mutex::new(Vec::new()),
+        waker: Waker::new()?,
+        handler,
+        max: opts.max_requests.max(1),
     });
-    let result = accept_loop(&listener, &pool, &shutdown);
-    // Stop accepting before draining, so new connections get refused by the kernel (once
-    // the backlog is gone) rather than hanging.
-    drop(listener);
-    pool.ctx.stopping.store(true, Ordering::SeqCst);
-    drain(&pool, drain_timeout);
+    let mut ev = EventLoop {
+        listener: Some(listener),
+        conns: Vec::new(),
+        free: Vec::new(),
+        next_serial: 0,
+        open: 0,
+        opts,
+        handlers: Arc::clone(&handlers),
+        accept_paused_until: None,
+    };
+    let result = ev.run(&shutdown);
+    handlers.stop();
     result
 }
 
-fn accept_loop(listener: &Listener, pool: &Arc<Pool>, shutdown: &AtomicBool) -> io::Result<()> {
-    let fd = listener.as_raw_fd();
-    while !shutdown.load(Ordering::SeqCst) {
-        {
-            let mut st = pool.lock();
-            spawn_workers(pool, &mut st);
-            if st.open >= pool.max {
-                // Full: leave new connections in the backlog until a slot frees.
-                drop(pool.wait_changed(st, TICK));
-                continue;
+/// Names one connection: its slot in the event loop, and a serial number, because a slot is
+/// reused once its connection closes (e.g. a peer that timed out while its handler ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnId {
+    slot: usize,
+    serial: u64,
+}
+
+/// A complete request for a handler.
+struct Job {
+    conn: ConnId,
+    request: FcgiRequest,
+}
+
+/// A handler's answer on its way back to the event loop.
+struct Done {
+    conn: ConnId,
+    response: Vec<u8>,
+}
+
+#[derive(Default)]
+struct HandlerState {
+    jobs: VecDeque<Job>,
+    /// Live handler threads.
+    threads: usize,
+    /// Handler threads waiting for a job.
+    idle: usize,
+    /// No more jobs will come: threads exit.
+    stopping: bool,
+}
+
+/// The handler threads: spawned lazily, never more than `max`, reused.
+struct Handlers {
+    state: Mutex<HandlerState>,
+    work: Condvar,
+    done: Mutex<Vec<Done>>,
+    /// Wakes the event loop when an answer is ready.
+    waker: Waker,
+    handler: Arc<dyn Handler>,
+    max: usize,
+}
+
+impl Handlers {
+    /// Locks the state; a poisoned lock (a panic while holding it, which our code cannot do)
+    /// still holds consistent counters, so keep going rather than cascade the panic.
+    fn lock(&self) -> MutexGuard<'_, HandlerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn submit(self: &Arc<Self>, job: Job) {
+        let mut st = self.lock();
+        st.jobs.push_back(job);
+        while st.jobs.len() > st.idle && st.threads < self.max {
+            let me = Arc::clone(self);
+            let spawned = thread::Builder::new()
+                .name(format!("fcgi-handler-{}", st.threads))
+                .spawn(move || me.run_thread());
+            match spawned {
+                Ok(_) => st.threads += 1,
+                Err(e) => {
+                    // The job waits for a running thread (or the next submit's retry).
+                    log::warn!("fastcgi: cannot start a handler thread: {e}");
+                    break;
+                }
             }
         }
-        match sys::poll_readable(fd, TICK) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                log::warn!("fastcgi: poll on the listening socket failed: {e}");
+        drop(st);
+        self.work.notify_one();
+    }
+
+    fn run_thread(self: Arc<Self>) {
+        let _count = ThreadGuard(&self);
+        while let Some(job) = self.next_job() {
+            let response = self.call(job.request);
+            self.done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Done {
+                    conn: job.conn,
+                    response,
+                });
+            self.waker.wake();
+        }
+    }
+
+    /// Calls the handler; a panic becomes a 500 and the thread lives on.
+    fn call(&self, request: FcgiRequest) -> Vec<u8> {
+        let handler = &self.handler;
+        catch_unwind(AssertUnwindSafe(|| handler.handle(request))).unwrap_or_else(|payload| {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(non-string panic payload)");
+            log::error!("fastcgi: request handler panicked: {msg}");
+            PANIC_RESPONSE.to_vec()
+        })
+    }
+
+    fn next_job(&self) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.jobs.pop_front() {
+                return Some(job);
+            }
+            if st.stopping {
+                return None;
+            }
+            st.idle += 1;
+            st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
+        }
+    }
+
+    fn take_done(&self) -> Vec<Done> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Lets idle threads exit. A thread still in a handler (past the drain timeout) finishes
+    /// on its own and its answer is dropped.
+    fn stop(&self) {
+        self.lock().stopping = true;
+        self.work.notify_all();
+    }
+}
+
+/// Keeps the thread count right even if a handler thread unwinds.
+struct ThreadGuard<'a>(&'a Handlers);
+
+impl Drop for ThreadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().threads -= 1;
+    }
+}
+
+struct EventLoop {
+    /// None once we stopped accepting.
+    listener: Option<Listener>,
+    /// Open connections by slot; a slot is reused only after its connection closed, and a
+    /// connection with a handler at work stays in its slot until the answer is back.
+    conns: Vec<Option<(u64, Conn)>>,
+    free: Vec<usize>,
+    next_serial: u64,
+    open: usize,
+    opts: ServerOptions,
+    handlers: Arc<Handlers>,
+    accept_paused_until: Option<Instant>,
+}
+
+/// Where a pollfd came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Waker,
+    Listener,
+    Conn(ConnId),
+}
+
+impl EventLoop {
+    fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
+        let mut result = Ok(());
+        let mut drain_deadline: Option<Instant> = None;
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut sources: Vec<Source> = Vec::new();
+        let mut scratch = vec![0u8; READ_CHUNK];
+        loop {
+            let now = Instant::now();
+            if drain_deadline.is_none() && (shutdown.load(Ordering::SeqCst) || result.is_err()) {
+                // Stop accepting before draining, so new connections get refused by the
+                // kernel (once the backlog is gone) rather than hanging.
+                log::info!("fastcgi: shutting down, no longer accepting connections");
+                self.listener = None;
+                drain_deadline = Some(now + self.opts.drain_timeout);
+            }
+            self.collect_answers(now, drain_deadline.is_some());
+            if let Some(deadline) = drain_deadline {
+                self.close_idle();
+                if self.open == 0 {
+                    log::info!("fastcgi: all connections closed");
+                    return result;
+                }
+                if now >= deadline {
+                    log::warn!(
+                        "fastcgi: {} connection(s) still busy after the {:?} drain timeout, \
+                         {} request(s) in flight; leaving them",
+                        self.open,
+                        self.opts.drain_timeout,
+                        super::conn::in_flight()
+                    );
+                    return result;
+                }
+            }
+            self.expire(now);
+
+            fds.clear();
+            sources.clear();
+            let mut wait = TICK;
+            fds.push(pollfd(self.handlers.waker.as_raw_fd(), libc::POLLIN));
+            sources.push(Source::Waker);
+            if self.accepting(now) {
+                if let Some(l) = &self.listener {
+                    fds.push(pollfd(l.as_raw_fd(), libc::POLLIN));
+                    sources.push(Source::Listener);
+                }
+            }
+            for (slot, conn) in self.conns.iter().enumerate() {
+                let Some((serial, c)) = conn else { continue };
+                if let Some(d) = c.next_deadline() {
+                    wait = wait.min(d.saturating_duration_since(now));
+                }
+                let events = if c.has_output() {
+                    libc::POLLOUT
+                } else if c.wants_read() {
+                    libc::POLLIN
+                } else {
+                    continue;
+                };
+                fds.push(pollfd(c.sock.as_raw_fd(), events));
+                // With its serial: accepting may reuse the slot of a connection it closed
+                // before this connection's events are handled.
+                sources.push(Source::Conn(ConnId {
+                    slot,
+                    serial: *serial,
+                }));
+            }
+            if let Some(until) = self.accept_paused_until {
+                wait = wait.min(until.saturating_duration_since(now));
+            }
+            // Round up so a deadline a fraction of a millisecond away is not polled for 0 ms
+            // over and over.
+            let wait = wait + Duration::from_millis(1);
+
+            if let Err(e) = sys::poll(&mut fds, wait) {
+                // Only resource shortages (ENOMEM) get here; they pass.
+                log::warn!("fastcgi: poll failed: {e}");
                 thread::sleep(RESOURCE_BACKOFF);
                 continue;
             }
-        }
-        match sys::accept(fd) {
-            Ok(sock) => {
-                let mut st = pool.lock();
-                st.queue.push_back(sock);
-                st.open += 1;
-                spawn_workers(pool, &mut st);
-                pool.work.notify_one();
-            }
-            Err(e) => match e.raw_os_error().unwrap_or(0) {
-                // Lost a race, interrupted, or the client gave up before we got to it.
-                libc::EAGAIN | libc::EINTR | libc::ECONNABORTED | libc::EPROTO => {}
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                    log::warn!(
-                        "fastcgi: cannot accept a connection ({e}); \
-                         raise the open files limit (ulimit -n) or lower max_connections"
-                    );
-                    thread::sleep(RESOURCE_BACKOFF);
+            let now = Instant::now();
+            for (pfd, source) in fds.iter().zip(sources.iter()) {
+                if pfd.revents == 0 {
+                    continue;
                 }
-                // EBADF, ENOTSOCK, EINVAL: this is no listening socket; it will not heal.
-                _ => {
-                    log::error!("fastcgi: accept failed, stopping the server: {e}");
-                    return Err(e);
+                match *source {
+                    Source::Waker => self.handlers.waker.reset(),
+                    Source::Listener => {
+                        if let Err(e) = self.accept_some(now) {
+                            result = Err(e);
+                        }
+                    }
+                    Source::Conn(id) => self.on_event(id, pfd.revents, &mut scratch, now),
                 }
-            },
-        }
-    }
-    log::info!("fastcgi: shutting down, no longer accepting connections");
-    Ok(())
-}
-
-/// Spawns workers while queued connections outnumber waiting workers (bounded by `max`).
-/// Also replaces workers that died, since it runs on every acceptor turn.
-fn spawn_workers(pool: &Arc<Pool>, st: &mut State) {
-    while st.queue.len() > st.idle && st.workers < pool.max {
-        let id = st.workers;
-        let p = Arc::clone(pool);
-        let spawned = thread::Builder::new()
-            .name(format!("fcgi-conn-{id}"))
-            .spawn(move || worker(p));
-        match spawned {
-            Ok(_) => st.workers += 1,
-            Err(e) => {
-                // Queued connections wait for the next turn or a free worker.
-                log::warn!("fastcgi: cannot start a connection thread: {e}");
-                return;
             }
         }
     }
-}
 
-/// Keeps `workers` and `open` right even if a connection thread unwinds.
-struct WorkerGuard<'a>(&'a Pool);
-
-impl Drop for WorkerGuard<'_> {
-    fn drop(&mut self) {
-        self.0.lock().workers -= 1;
-        self.0.changed.notify_all();
-    }
-}
-
-struct OpenGuard<'a>(&'a Pool);
-
-impl Drop for OpenGuard<'_> {
-    fn drop(&mut self) {
-        self.0.lock().open -= 1;
-        self.0.changed.notify_all();
-    }
-}
-
-fn worker(pool: Arc<Pool>) {
-    let _worker = WorkerGuard(&pool);
-    while let Some(sock) = next_connection(&pool) {
-        let _open = OpenGuard(&pool);
-        conn::serve_connection(sock, &pool.ctx);
-    }
-}
-
-/// Blocks until a connection is queued; `None` once the pool is stopping and the queue is
-/// empty (connections accepted before shutdown are still served).
-fn next_connection(pool: &Pool) -> Option<Socket> {
-    let mut st = pool.lock();
-    loop {
-        if let Some(sock) = st.queue.pop_front() {
-            return Some(sock);
+    /// Whether to poll the listener: not while paused for resources, and at the limit only if
+    /// an idle connection can make room.
+    fn accepting(&mut self, now: Instant) -> bool {
+        if let Some(until) = self.accept_paused_until {
+            if now < until {
+                return false;
+            }
+            self.accept_paused_until = None;
         }
-        if st.stopping {
-            return None;
-        }
-        st.idle += 1;
-        st = pool.work.wait(st).unwrap_or_else(|e| e.into_inner());
-        st.idle -= 1;
+        self.open < self.opts.max_connections.max(1) || self.oldest_idle().is_some()
     }
-}
 
-/// Lets workers finish what they have (idle keep-alive connections notice the flag within a
-/// tick and close), waiting at most `timeout`.
-fn drain(pool: &Arc<Pool>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let mut st = pool.lock();
-    st.stopping = true;
-    pool.work.notify_all();
-    while st.workers > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            log::warn!(
-                "fastcgi: {} connection(s) still busy after the {timeout:?} drain timeout, \
-                 {} request(s) in flight; leaving them",
-                st.open,
-                conn::in_flight()
-            );
+    fn accept_some(&mut self, now: Instant) -> io::Result<()> {
+        let Some(fd) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
+            return Ok(());
+        };
+        for _ in 0..ACCEPTS_PER_TURN {
+            let full = self.open >= self.opts.max_connections.max(1);
+            if full && self.oldest_idle().is_none() {
+                return Ok(());
+            }
+            match sys::accept(fd) {
+                Ok(sock) => {
+                    // Only now that someone is really waiting, make room.
+                    if let Some(slot) = self.oldest_idle().filter(|_| full) {
+                        log::debug!(
+                            "fastcgi: {} connections open: closing the one idle longest to \
+                             make room",
+                            self.open
+                        );
+                        self.close(slot, None);
+                    }
+                    let conn = Conn::new(sock, &self.opts, now);
+                    self.insert(conn);
+                }
+                Err(e) => {
+                    return match e.raw_os_error().unwrap_or(0) {
+                        // Nothing left to accept, interrupted, or the client gave up first.
+                        libc::EAGAIN | libc::EINTR | libc::ECONNABORTED | libc::EPROTO => Ok(()),
+                        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                            log::warn!(
+                                "fastcgi: cannot accept a connection ({e}) with {} open; \
+                                 raise the open files limit (ulimit -n) or lower \
+                                 --max-connections",
+                                self.open
+                            );
+                            self.accept_paused_until = Some(now + RESOURCE_BACKOFF);
+                            Ok(())
+                        }
+                        // EBADF, ENOTSOCK, EINVAL: this is no listening socket; it will not heal.
+                        _ => {
+                            log::error!("fastcgi: accept failed, stopping the server: {e}");
+                            Err(e)
+                        }
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, conn: Conn) {
+        self.open += 1;
+        self.next_serial += 1;
+        let entry = Some((self.next_serial, conn));
+        match self.free.pop() {
+            Some(slot) => self.conns[slot] = entry,
+            None => self.conns.push(entry),
+        }
+    }
+
+    fn conn(&self, slot: usize) -> Option<&Conn> {
+        self.conns.get(slot)?.as_ref().map(|(_, c)| c)
+    }
+
+    /// Closes the connection in `slot`: after a complete exchange with a lingering half-close,
+    /// otherwise at once, logging why.
+    fn close(&mut self, slot: usize, why: Option<ConnError>) {
+        let Some((_, conn)) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
+        };
+        self.open -= 1;
+        self.free.push(slot);
+        match why {
+            None => {
+                log::debug!("fastcgi: connection closed");
+                conn.linger_close();
+            }
+            Some(e) if e.is_quiet() => log::debug!("fastcgi: connection dropped: {e}"),
+            Some(e) => log::warn!("fastcgi: closing connection: {e}"),
         }
-        st = pool.wait_changed(st, left.min(TICK));
     }
-    log::info!("fastcgi: all connections closed");
+
+    fn oldest_idle(&self) -> Option<usize> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| Some((slot, &c.as_ref()?.1)))
+            .filter(|(_, c)| c.is_idle())
+            .min_by_key(|(_, c)| c.idle_since)
+            .map(|(slot, _)| slot)
+    }
+
+    /// Shutdown: connections with nothing under way close now.
+    fn close_idle(&mut self) {
+        for slot in 0..self.conns.len() {
+            if self.conn(slot).is_some_and(Conn::is_idle) {
+                log::debug!("fastcgi: closing idle connection for shutdown");
+                self.close(slot, None);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        for slot in 0..self.conns.len() {
+            let expired = self.conn(slot).and_then(|c| c.expired(now, &self.opts));
+            if let Some(why) = expired {
+                self.close(slot, why);
+            }
+        }
+    }
+
+    /// Queues the answers handlers finished, and starts sending them.
+    fn collect_answers(&mut self, now: Instant, stopping: bool) {
+        for Done { conn: id, response } in self.handlers.take_done() {
+            let slot = id.slot;
+            let Some((serial, conn)) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if *serial != id.serial || !conn.is_busy() {
+                // Its connection closed (timed out) while the handler ran.
+                continue;
+            }
+            conn.respond(&response, &self.opts, now);
+            if stopping {
+                conn.close_when_done();
+            }
+            let step = conn
+                .flush(&self.opts, now)
+                .and_then(|()| conn.resume(&self.opts, now));
+            self.after_step(slot, step);
+        }
+    }
+
+    fn on_event(&mut self, id: ConnId, revents: libc::c_short, scratch: &mut [u8], now: Instant) {
+        let slot = id.slot;
+        let opts = &self.opts;
+        let Some((serial, conn)) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if *serial != id.serial {
+            return; // closed since the poll; its slot went to a new connection
+        }
+        let step = if conn.has_output() {
+            // POLLOUT, or an error/hang-up that the write will report.
+            conn.flush(opts, now).map(|()| Progress::Pending)
+        } else if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            conn.on_readable(scratch, opts, now).and_then(|p| {
+                conn.flush(opts, now)?;
+                Ok(p)
+            })
+        } else {
+            Ok(Progress::Pending)
+        };
+        self.after_step(slot, step);
+    }
+
+    fn after_step(&mut self, slot: usize, step: Result<Progress, ConnError>) {
+        match step {
+            Err(e) => self.close(slot, Some(e)),
+            Ok(Progress::Request(request)) => {
+                if let Some(Some((serial, _))) = self.conns.get(slot) {
+                    let conn = ConnId {
+                        slot,
+                        serial: *serial,
+                    };
+                    self.handlers.submit(Job { conn, request });
+                }
+            }
+            Ok(Progress::Pending) => {
+                if self.conn(slot).is_some_and(Conn::is_finished) {
+                    self.close(slot, None);
+                }
+            }
+        }
+    }
+}
+
+fn pollfd(fd: std::os::fd::RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
 }

@@ -16,20 +16,61 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Waits until `fd` is readable (or hung up) for at most `timeout`. `Ok(false)` on timeout and
-/// on EINTR, so callers simply loop and re-check their shutdown flag.
-pub(crate) fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+/// Waits for events on `fds` for at most `timeout`; returns how many have events. EINTR
+/// counts as a timeout (0), so callers simply loop and re-check their shutdown flag.
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, count 1.
-    match cvt(unsafe { libc::poll(&mut pfd, 1, ms) }) {
-        Ok(n) => Ok(n > 0),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+    let n = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `fds` is a valid slice of `n` pollfd structs.
+    match cvt(unsafe { libc::poll(fds.as_mut_ptr(), n, ms) }) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
         Err(e) => Err(e),
+    }
+}
+
+/// Wakes a thread blocked in [`poll`] from another thread (an eventfd).
+#[derive(Debug)]
+pub(crate) struct Waker(OwnedFd);
+
+impl Waker {
+    pub(crate) fn new() -> io::Result<Waker> {
+        // SAFETY: plain syscall; the new fd is ours to own.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: eventfd just returned this fd and nobody else holds it.
+        Ok(Waker(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the eventfd readable. Cannot block: at worst the counter is already huge.
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64.
+        unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+
+    /// Resets the eventfd after a wake-up.
+    pub(crate) fn reset(&self) {
+        let mut n: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64; non-blocking.
+        unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                &mut n as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
+    }
+}
+
+impl AsRawFd for Waker {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
     }
 }
 
@@ -66,7 +107,7 @@ pub(crate) fn is_socket(fd: RawFd) -> bool {
     }
 }
 
-/// Accepts one connection as a blocking, close-on-exec socket.
+/// Accepts one connection as a non-blocking, close-on-exec socket.
 pub(crate) fn accept(listen_fd: RawFd) -> io::Result<Socket> {
     // SAFETY: null address pointers are allowed; the returned fd is ours to own.
     let fd = cvt(unsafe {
@@ -74,7 +115,7 @@ pub(crate) fn accept(listen_fd: RawFd) -> io::Result<Socket> {
             listen_fd,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            libc::SOCK_CLOEXEC,
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
         )
     })?;
     // SAFETY: accept4 just returned this fd and nobody else holds it.
@@ -86,30 +127,6 @@ pub(crate) fn accept(listen_fd: RawFd) -> io::Result<Socket> {
 pub(crate) struct Socket(OwnedFd);
 
 impl Socket {
-    /// Sets SO_RCVTIMEO and SO_SNDTIMEO: a read or write blocked this long fails with
-    /// WouldBlock, which is how a stalled peer (slow loris) gets dropped.
-    pub(crate) fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
-        // A zero timeval means "no timeout" to the kernel; keep at least 1 ms.
-        let timeout = timeout.max(Duration::from_millis(1));
-        let tv = libc::timeval {
-            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
-        };
-        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-            // SAFETY: tv is a valid timeval and its size is passed.
-            cvt(unsafe {
-                libc::setsockopt(
-                    self.0.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            })?;
-        }
-        Ok(())
-    }
-
     /// Half-closes the sending side so the peer sees EOF after the last response byte.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
         // SAFETY: plain syscall on our fd.

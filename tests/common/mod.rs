@@ -86,6 +86,8 @@ pub struct ServerSpec {
     pub workers: usize,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Extra arguments after `serve` (e.g. `--max-connections`).
+    pub args: Vec<String>,
 }
 
 impl Default for ServerSpec {
@@ -96,6 +98,7 @@ impl Default for ServerSpec {
             with_secret: true,
             workers: 2,
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 }
@@ -125,16 +128,10 @@ impl Server {
         text.push_str(&spec.extra_ini);
         text.push('\n');
         std::fs::write(&ini, text).expect("write ini");
-        Server::start_with_ini(dir, &ini, spec.workers, &spec.env, spec.public_url)
+        Server::start_with_ini(dir, &ini, &spec)
     }
 
-    fn start_with_ini(
-        dir: TempDir,
-        ini: &Path,
-        workers: usize,
-        env: &[(String, String)],
-        public_url: String,
-    ) -> Server {
+    fn start_with_ini(dir: TempDir, ini: &Path, spec: &ServerSpec) -> Server {
         let socket = dir.join("sync.sock");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(BIN);
@@ -144,13 +141,14 @@ impl Server {
             .arg("--bind")
             .arg(format!("unix:{}", socket.display()))
             .arg("--workers")
-            .arg(workers.to_string())
+            .arg(spec.workers.to_string())
+            .args(&spec.args)
             .env_remove("RUST_BACKTRACE")
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
-        for (k, v) in env {
+        for (k, v) in &spec.env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start server");
@@ -158,7 +156,7 @@ impl Server {
             child: Some(child),
             dir,
             socket,
-            public_url,
+            public_url: spec.public_url.clone(),
             secret: SECRET.into(),
         };
         server.wait_ready();
@@ -601,4 +599,18 @@ pub fn raw_num(text: &str, key: &str) -> String {
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
         .collect()
+}
+
+/// Reports a test that cannot run here (e.g. needs root) as skipped: the line goes straight to
+/// the process's stderr, so it shows in `cargo test` output even though libtest captures
+/// what passing tests print (and then reports them "ok"). Under CI, where every test must
+/// run, a skip is a failure instead.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "SKIP in CI: {test}: {why}"
+    );
+    let line = format!("SKIP {test}: {why}\n");
+    // SAFETY: write(2) of a valid buffer to fd 2.
+    unsafe { libc::write(2, line.as_ptr() as *const libc::c_void, line.len()) };
 }

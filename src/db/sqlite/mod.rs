@@ -9,6 +9,7 @@ mod collections;
 mod reads;
 pub mod replay;
 pub mod schema;
+pub mod shm;
 pub mod users;
 mod writes;
 
