@@ -121,6 +121,12 @@ impl SqliteDb {
         }
         out
     }
+
+    /// A write transaction: [`guarded`](Self::guarded), and run again (after
+    /// a few ms) when its timestamp would have run ahead of the clock.
+    fn write<T>(&mut self, mut f: impl FnMut(&mut Self) -> DbResult<T>) -> DbResult<T> {
+        self.guarded(|s| writes::retry_when_ahead(s, &mut f))
+    }
 }
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
@@ -216,19 +222,19 @@ impl StorageDb for SqliteDb {
         self.guarded(|s| reads::get_bso(s, uid, collection, id, pre))
     }
     fn put_bso(&mut self, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<WriteOutcome> {
-        self.guarded(|s| writes::put_bso(s, ctx, item))
+        self.write(|s| writes::put_bso(s, ctx, item))
     }
     fn post_bsos(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<WriteOutcome> {
-        self.guarded(|s| writes::post_bsos(s, ctx, items))
+        self.write(|s| writes::post_bsos(s, ctx, items))
     }
     fn delete_collection(&mut self, ctx: WriteCtx) -> DbResult<Ms> {
-        self.guarded(|s| writes::delete_collection(s, ctx))
+        self.write(|s| writes::delete_collection(s, ctx))
     }
     fn delete_bsos(&mut self, ctx: WriteCtx, ids: &[String]) -> DbResult<Ms> {
-        self.guarded(|s| writes::delete_bsos(s, ctx, ids))
+        self.write(|s| writes::delete_bsos(s, ctx, ids))
     }
     fn delete_bso(&mut self, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
-        self.guarded(|s| writes::delete_bso(s, ctx, id))
+        self.write(|s| writes::delete_bso(s, ctx, id))
     }
     fn delete_storage(&mut self, uid: u64, pre: Precondition) -> DbResult<()> {
         self.guarded(|s| writes::delete_storage(s, uid, pre))
@@ -250,7 +256,7 @@ impl StorageDb for SqliteDb {
         batch: Option<i64>,
         items: &[BsoUpdate],
     ) -> DbResult<WriteOutcome> {
-        self.guarded(|s| writes::commit_batch(s, ctx, batch, items))
+        self.write(|s| writes::commit_batch(s, ctx, batch, items))
     }
     fn ping(&mut self) -> DbResult<()> {
         self.conn
