@@ -204,6 +204,17 @@ pub struct BsoPage {
     pub last_modified: Option<Ms>,
 }
 
+/// What a streamed listing page was, once its records have been handed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageEnd {
+    /// How many records the page held.
+    pub count: u64,
+    /// Where the next page starts, when there are more items.
+    pub next_offset: Option<Offset>,
+    /// The collection's timestamp (None when the collection does not exist).
+    pub last_modified: Option<Ms>,
+}
+
 /// How a write went: the new timestamp and the quota left afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -262,14 +273,33 @@ pub trait StorageDb: Send {
     fn total_usage(&mut self, uid: u64) -> DbResult<i64>;
     /// The storage timestamp (max over collections), 0 when none.
     fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms>;
-    /// A collection listing; the precondition is checked against the collection timestamp.
+    /// A collection listing, each record handed to `each` as it is read (so
+    /// that only the caller's output holds the page); the precondition is
+    /// checked against the collection timestamp before any record.
+    fn list_bsos(
+        &mut self,
+        uid: u64,
+        collection: &str,
+        query: &BsoQuery,
+        pre: Precondition,
+        each: &mut dyn FnMut(Bso),
+    ) -> DbResult<PageEnd>;
+    /// [`list_bsos`](Self::list_bsos) collected into a page.
     fn get_bsos(
         &mut self,
         uid: u64,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
-    ) -> DbResult<BsoPage>;
+    ) -> DbResult<BsoPage> {
+        let mut items = Vec::new();
+        let end = self.list_bsos(uid, collection, query, pre, &mut |b| items.push(b))?;
+        Ok(BsoPage {
+            items,
+            next_offset: end.next_offset,
+            last_modified: end.last_modified,
+        })
+    }
     /// One record; the precondition is checked against its timestamp.
     fn get_bso(&mut self, uid: u64, collection: &str, id: &str, pre: Precondition)
         -> DbResult<Bso>;

@@ -9,7 +9,7 @@ use super::bso::{is_known_bad_crypto, parse_bso};
 use super::item::body_error;
 use super::params::{self, BatchMode, BatchParamError, DeclaredSizeError};
 use super::{content_type, json, last_modified, require_json, Ctx, StorageError, WeaveCode};
-use crate::db::{BsoPage, BsoUpdate, PageBudget};
+use crate::db::{Bso, BsoUpdate, PageBudget};
 use crate::http::{query_pairs, Response};
 use crate::timestamp;
 
@@ -24,9 +24,8 @@ pub const PAGE_RECORDS: u64 = 10_000;
 /// Android/iOS client (application-services' `sync15`) does not follow the
 /// offset, so this is also the most it downloads of a collection in one sync:
 /// 4 MiB is ~5,000 typical encrypted records (~800 bytes each). Answering a
-/// page holds about three times this in memory (the records, the body, its
-/// copy into the FastCGI response), so even four workers listing at once stay
-/// near 64 MB.
+/// page holds about twice this in memory (the body, then its copy into the
+/// FastCGI response).
 pub const PAGE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// GET/HEAD: ids or whole records, as JSON or newline-separated JSON, a page
@@ -37,46 +36,45 @@ pub fn get(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
     let pairs = query_pairs(&ctx.req.query);
     let mut query = params::listing(&pairs).map_err(|e| StorageError::param(e.0))?;
     query.limit = Some(query.limit.map_or(PAGE_RECORDS, |l| l.min(PAGE_RECORDS)));
-    let budget = PageBudget {
+    query.budget = Some(PageBudget {
         max: PAGE_BYTES,
         weigh: if query.full {
             json::bso_len
         } else {
             json::id_len
         },
-    };
-    query.budget = Some(budget);
-    let page: BsoPage = ctx
-        .storage
-        .pool()
-        .get()?
-        .get_bsos(ctx.uid, collection, &query, ctx.pre)?;
-    let count = page.items.len();
-    let size: u64 = page.items.iter().map(budget.weigh).sum();
-    let mut body = String::with_capacity(size as usize + 2);
+    });
     let (open, separator, close, mime) = match format {
         Format::Json => ("[", ", ", "]", "application/json"),
         Format::Newlines => ("", "\n", "\n", "application/newlines"),
     };
-    body.push_str(open);
-    // Each record is dropped once written, so the page and its body are not
-    // both whole in memory at once.
-    for (i, b) in page.items.into_iter().enumerate() {
-        if i > 0 {
-            body.push_str(separator);
-        }
-        if query.full {
-            json::push_bso(&mut body, &b);
-        } else {
-            json::push_str(&mut body, &b.id);
-        }
-    }
-    if format == Format::Json || count > 0 {
+    // Each record goes into the body as it is read: the body is the only copy
+    // of the page.
+    let mut body = String::from(open);
+    let mut first = true;
+    let page = ctx.storage.pool().get()?.list_bsos(
+        ctx.uid,
+        collection,
+        &query,
+        ctx.pre,
+        &mut |b: Bso| {
+            if !first {
+                body.push_str(separator);
+            }
+            first = false;
+            if query.full {
+                json::push_bso(&mut body, &b);
+            } else {
+                json::push_str(&mut body, &b.id);
+            }
+        },
+    )?;
+    if format == Format::Json || page.count > 0 {
         body.push_str(close);
     }
     let mut resp = Response::new(200, mime, body);
     resp = last_modified(resp, page.last_modified);
-    resp.set_header("X-Weave-Records", count.to_string());
+    resp.set_header("X-Weave-Records", page.count.to_string());
     if let Some(next) = page.next_offset {
         resp.set_header("X-Weave-Next-Offset", params::format_offset(next));
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
-    Bso, BsoPage, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, Precondition, StorageDb,
+    Bso, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, PageEnd, Precondition, StorageDb,
     WriteCtx, WriteOutcome,
 };
 use crate::timestamp::Ms;
@@ -203,14 +203,15 @@ impl StorageDb for SqliteDb {
     fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms> {
         reads::storage_timestamp(&self.conn, uid).map_err(map_err)
     }
-    fn get_bsos(
+    fn list_bsos(
         &mut self,
         uid: u64,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
-    ) -> DbResult<BsoPage> {
-        self.guarded(|s| reads::get_bsos(s, uid, collection, query, pre))
+        each: &mut dyn FnMut(Bso),
+    ) -> DbResult<PageEnd> {
+        self.guarded(|s| reads::list_bsos(s, uid, collection, query, pre, each))
     }
     fn get_bso(
         &mut self,

@@ -7,7 +7,7 @@ use rusqlite::{
 
 use super::{map_err, SqliteDb};
 use crate::db::{
-    Bso, BsoPage, BsoQuery, CollectionInfo, DbError, DbResult, Offset, Precondition, Sort,
+    Bso, BsoQuery, CollectionInfo, DbError, DbResult, Offset, PageEnd, Precondition, Sort,
 };
 use crate::timestamp::{now_secs, Ms};
 
@@ -105,24 +105,25 @@ fn begin_read<'a>(
     Ok((tx, cid))
 }
 
-pub fn get_bsos(
+pub fn list_bsos(
     s: &mut SqliteDb,
     uid: u64,
     collection: &str,
     q: &BsoQuery,
     pre: Precondition,
-) -> DbResult<BsoPage> {
+    each: &mut dyn FnMut(Bso),
+) -> DbResult<PageEnd> {
     let (tx, cid) = begin_read(s, collection)?;
     let Some(cid) = cid else {
         pre.check(0)?;
-        return Ok(BsoPage::default());
+        return Ok(PageEnd::default());
     };
     let last_modified = collection_timestamp(&tx, uid, cid).map_err(map_err)?;
     pre.check(last_modified.unwrap_or(0))?;
     if q.limit == Some(0) {
-        return Ok(BsoPage {
+        return Ok(PageEnd {
             last_modified,
-            ..BsoPage::default()
+            ..PageEnd::default()
         });
     }
 
@@ -187,16 +188,16 @@ pub fn get_bsos(
     args.push((fetch.min(i64::MAX as u64) as i64).into());
     args.push((skip.min(i64::MAX as u64) as i64).into());
 
-    // Rows are read one at a time and the page ends at `limit` or at the
-    // budget, whichever comes first: what the page holds is all that is ever
-    // in memory, however big the collection.
+    // Rows are read one at a time and handed on, and the page ends at
+    // `limit` or at the budget, whichever comes first: memory does not grow
+    // with the collection.
     let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(map_err)?;
-    let mut items: Vec<Bso> = Vec::new();
+    let mut tail = Tail::default();
     let mut weight = 0u64;
     let mut more = false;
     while let Some(r) = rows.next().map_err(map_err)? {
-        if q.limit.is_some_and(|limit| items.len() as u64 >= limit) {
+        if q.limit.is_some_and(|limit| tail.returned >= limit) {
             more = true;
             break;
         }
@@ -216,40 +217,59 @@ pub fn get_bsos(
         };
         if let Some(budget) = q.budget {
             let w = (budget.weigh)(&bso);
-            if !items.is_empty() && weight.saturating_add(w) > budget.max {
+            if tail.returned > 0 && weight.saturating_add(w) > budget.max {
                 more = true;
                 break;
             }
             weight = weight.saturating_add(w);
         }
-        items.push(bso);
+        tail.push(bso.modified);
+        each(bso);
     }
-    let next_offset = more.then(|| next(q, &items, skip));
-    Ok(BsoPage {
-        items,
-        next_offset,
+    Ok(PageEnd {
+        count: tail.returned,
+        next_offset: more.then(|| next(q, &tail, skip)),
         last_modified,
     })
 }
 
+/// What the offset of the next page needs to know about the rows returned.
+#[derive(Debug, Default)]
+struct Tail {
+    /// How many rows were returned.
+    returned: u64,
+    /// The `modified` of the last one.
+    last: Option<Ms>,
+    /// How many rows at the end share that `modified`.
+    at_last: u64,
+}
+
+impl Tail {
+    fn push(&mut self, modified: Ms) {
+        self.returned += 1;
+        if self.last == Some(modified) {
+            self.at_last += 1;
+        } else {
+            self.last = Some(modified);
+            self.at_last = 1;
+        }
+    }
+}
+
 /// The offset that continues after `items` (a non-empty page cut short by
 /// `limit` or by the budget: either way a prefix of the sorted rows).
-fn next(q: &BsoQuery, items: &[Bso], skip: u64) -> Offset {
-    let returned = items.len() as u64;
-    let last = match (q.sort, q.offset, items.last()) {
+fn next(q: &BsoQuery, tail: &Tail, skip: u64) -> Offset {
+    let returned = tail.returned;
+    let last = match (q.sort, q.offset, tail.last) {
         (Sort::Index, _, _) | (_, Some(Offset::Rows(_)), _) | (_, _, None) => {
             return Offset::Rows(skip + returned)
         }
         (_, _, Some(last)) => last,
     };
-    let at_bound = items
-        .iter()
-        .rev()
-        .take_while(|b| b.modified == last.modified)
-        .count() as u64;
+    let at_bound = tail.at_last;
     if let Some(Offset::Bound { bound, skip }) = q.offset {
         // The whole page sat at the old bound: the rows skipped before still count.
-        if at_bound == returned && bound == last.modified {
+        if at_bound == returned && bound == last {
             return Offset::Bound {
                 bound,
                 skip: skip + returned,
@@ -257,7 +277,7 @@ fn next(q: &BsoQuery, items: &[Bso], skip: u64) -> Offset {
         }
     }
     Offset::Bound {
-        bound: last.modified,
+        bound: last,
         skip: at_bound,
     }
 }
