@@ -298,6 +298,7 @@ fn collection_timestamps_never_run_ahead_of_the_clock() {
         problems.len(),
         &problems[..problems.len().min(5)]
     );
+    eprintln!("{ok} writes to one collection in {RUN_FOR:?}, {busy} answered 503");
     assert!(
         ok > 50,
         "too few writes to show anything: {ok} ok, {busy} x 503"

@@ -111,6 +111,8 @@ pub fn payload_size(payload: &str) -> i64 {
 
 /// Runs a write transaction again when its timestamp would have run ahead of
 /// the clock, after waiting (outside any lock) for the clock to catch up.
+/// (A conflicting attempt allocated no collection id: the collection had a
+/// timestamp, so it existed.)
 pub fn retry_when_ahead<T>(
     s: &mut SqliteDb,
     mut write: impl FnMut(&mut SqliteDb) -> DbResult<T>,
