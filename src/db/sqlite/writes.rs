@@ -555,3 +555,128 @@ pub fn commit_batch(
         quota_left,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{prepare, Location};
+    use super::*;
+    use crate::db::{BatchLimits, StorageDb, TTL_FOREVER};
+
+    const CTX: WriteCtx<'static> = WriteCtx {
+        uid: 3,
+        collection: "c",
+        precondition: Precondition::None,
+        quota: None,
+        batch_limits: BatchLimits {
+            records: 100,
+            bytes: 1 << 20,
+        },
+    };
+
+    fn db() -> SqliteDb {
+        let (conn, _) = prepare(&Location::Memory).unwrap();
+        SqliteDb::from_connection(conn).unwrap()
+    }
+
+    fn item(
+        id: &str,
+        sortindex: Option<i64>,
+        payload: Option<&str>,
+        ttl: Option<i64>,
+    ) -> BsoUpdate {
+        BsoUpdate {
+            id: id.into(),
+            sortindex,
+            payload: payload.map(str::to_string),
+            ttl,
+        }
+    }
+
+    /// (id, sortindex, payload, payload_size, ttl: None = forever, else
+    /// seconds after `modified`) of every row, expired ones included.
+    type Row = (String, Option<i64>, String, i64, Option<i64>);
+
+    fn rows(s: &mut SqliteDb, modified: Ms) -> Vec<Row> {
+        let mut st = s
+            .conn
+            .prepare(
+                "SELECT id, sortindex, payload, payload_size, ttl, modified FROM bso ORDER BY id",
+            )
+            .unwrap();
+        let out = st
+            .query_map([], |r| {
+                let ttl: i64 = r.get(4)?;
+                assert_eq!(
+                    r.get::<_, i64>(5)?,
+                    modified,
+                    "every row gets the commit's time"
+                );
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    (ttl != TTL_FOREVER).then(|| ttl - modified / 1000),
+                ))
+            })
+            .unwrap()
+            .collect::<Result<Vec<Row>, _>>()
+            .unwrap();
+        out
+    }
+
+    /// The commit done inside SQLite gives the rows the per-record upsert
+    /// gives (the path `batch=true&commit=true` still takes): only provided
+    /// fields change, an expired row counts as absent, ttl is from the commit.
+    #[test]
+    fn batch_commit_in_sql_matches_the_per_record_upsert() {
+        let seed = [
+            item("a", Some(5), Some("old-a"), Some(1000)),
+            item("b", None, Some("old-b"), None),
+            item("e", Some(7), Some("old-e"), Some(0)),
+        ];
+        let batch = [
+            item("a", None, None, None),
+            item("b", None, Some("new-b"), Some(50)),
+            item("e", Some(2), None, None),
+            item("m", Some(1), Some("\u{e9}"), Some(10)),
+            item("n", None, None, None),
+        ];
+        let mut in_sql = db();
+        in_sql.post_bsos(CTX, &seed).unwrap();
+        let (id, _) = in_sql.create_batch(CTX, &batch[..2]).unwrap();
+        in_sql.append_batch(CTX, id, &batch[2..4]).unwrap();
+        let a = in_sql.commit_batch(CTX, Some(id), &batch[4..]).unwrap();
+
+        let mut per_record = db();
+        per_record.post_bsos(CTX, &seed).unwrap();
+        let b = per_record.commit_batch(CTX, None, &batch).unwrap();
+
+        let (got, want) = (
+            rows(&mut in_sql, a.modified),
+            rows(&mut per_record, b.modified),
+        );
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.0, g.1, &g.2, g.3), (&w.0, w.1, &w.2, w.3));
+            // The seeded ttl of "a" is relative to the seeding second.
+            let close = match (g.4, w.4) {
+                (Some(x), Some(y)) => (x - y).abs() <= 1,
+                (x, y) => x == y,
+            };
+            assert!(close, "ttl of {}: {:?} vs {:?}", g.0, g.4, w.4);
+        }
+        assert_eq!(got[4], ("n".into(), None, String::new(), 0, None));
+        assert_eq!(got[3].3, 2, "payload_size is UTF-8 bytes");
+        assert_eq!(
+            got[2].2, "",
+            "the expired row came back without its payload"
+        );
+        // The batch is gone.
+        let left: i64 = in_sql
+            .conn
+            .query_row("SELECT COUNT(*) FROM batch_upload_items", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+}
