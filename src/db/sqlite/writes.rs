@@ -13,7 +13,8 @@
 //! Sizes are UTF-8 bytes. The quota counts the user's live records plus what
 //! their open batches hold; a batch may hold at most `max_total_records` and
 //! `max_total_bytes`, counted on its rows. A batch commit is applied inside
-//! SQLite (`UPDATE … FROM` then `INSERT … SELECT`), never read into memory.
+//! SQLite (one `INSERT … SELECT … ON CONFLICT DO UPDATE`), never read into
+//! memory.
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
@@ -72,34 +73,36 @@ const AHEAD_ATTEMPTS: u32 = 5;
 /// (the clock was set back) answers 503 at once.
 const AHEAD_MAX_WAIT_MS: i64 = 100;
 
-/// Applies a batch's items to the rows that exist, with the semantics of
-/// [`UPSERT_BSO`] for a batch commit (`modified` always moves; an expired row
-/// counts as absent). `?1` batch, `?2` user, `?3` collection, `?4` the
-/// commit's timestamp, `?5` the same in seconds.
-const APPLY_BATCH_UPDATES: &str = "
-UPDATE bso SET
-  sortindex = CASE WHEN b.sortindex IS NOT NULL THEN b.sortindex
-                   WHEN bso.ttl <= ?5 THEN NULL ELSE bso.sortindex END,
-  payload = CASE WHEN b.payload IS NOT NULL THEN b.payload
-                 WHEN bso.ttl <= ?5 THEN '' ELSE bso.payload END,
-  payload_size = CASE WHEN b.payload IS NOT NULL THEN COALESCE(b.payload_size, 0)
-                      WHEN bso.ttl <= ?5 THEN 0 ELSE bso.payload_size END,
-  modified = ?4,
-  ttl = CASE WHEN b.ttl_offset IS NOT NULL THEN ?5 + b.ttl_offset
-             WHEN bso.ttl <= ?5 THEN 2100000000 ELSE bso.ttl END
-FROM batch_upload_items AS b
-WHERE b.batch = ?1 AND b.userid = ?2
-  AND bso.userid = ?2 AND bso.collection = ?3 AND bso.id = b.id";
-
-/// Then inserts the items that had no row (the ones just updated conflict and
-/// are skipped). The WHERE clause also keeps SQLite from reading `ON
-/// CONFLICT` as a join constraint.
-const APPLY_BATCH_INSERTS: &str = "
+/// Applies a batch to `bso` inside SQLite, a row at a time, with the
+/// semantics of [`UPSERT_BSO`] for a batch commit: only provided fields
+/// change, `modified` always moves, an expired row counts as absent, a ttl
+/// counts from the commit. The SELECT merges each batch item with the current
+/// row (the LEFT JOIN also makes the batch the outer loop, so the cost follows
+/// the batch, not the collection) and the upsert writes the merged row; its
+/// WHERE clause keeps SQLite from reading `ON CONFLICT` as a join constraint.
+/// `?1` batch, `?2` user, `?3` collection, `?4` the commit's timestamp, `?5`
+/// the same in seconds.
+const APPLY_BATCH: &str = "
 INSERT INTO bso (userid, collection, id, sortindex, modified, payload, payload_size, ttl)
-SELECT ?2, ?3, id, sortindex, ?4, COALESCE(payload, ''), COALESCE(payload_size, 0),
-       COALESCE(?5 + ttl_offset, 2100000000)
-FROM batch_upload_items WHERE batch = ?1 AND userid = ?2
-ON CONFLICT (userid, collection, id) DO NOTHING";
+SELECT ?2, ?3, b.id,
+  CASE WHEN b.sortindex IS NOT NULL THEN b.sortindex
+       WHEN cur.ttl > ?5 THEN cur.sortindex ELSE NULL END,
+  ?4,
+  CASE WHEN b.payload IS NOT NULL THEN b.payload
+       WHEN cur.ttl > ?5 THEN cur.payload ELSE '' END,
+  CASE WHEN b.payload IS NOT NULL THEN COALESCE(b.payload_size, 0)
+       WHEN cur.ttl > ?5 THEN cur.payload_size ELSE 0 END,
+  CASE WHEN b.ttl_offset IS NOT NULL THEN ?5 + b.ttl_offset
+       WHEN cur.ttl > ?5 THEN cur.ttl ELSE 2100000000 END
+FROM batch_upload_items AS b
+LEFT JOIN bso AS cur ON cur.userid = ?2 AND cur.collection = ?3 AND cur.id = b.id
+WHERE b.batch = ?1 AND b.userid = ?2
+ON CONFLICT (userid, collection, id) DO UPDATE SET
+  sortindex = excluded.sortindex,
+  modified = excluded.modified,
+  payload = excluded.payload,
+  payload_size = excluded.payload_size,
+  ttl = excluded.ttl";
 
 /// Payload sizes are UTF-8 bytes, what limits and quota are about (the
 /// Python server stored characters: the same for the ASCII that clients'
@@ -206,14 +209,14 @@ fn bytes_of(items: &[BsoUpdate]) -> i64 {
 }
 
 /// Payload bytes held in the user's batches that can still be committed.
-/// Read through `batch_uploads` (one small row per batch) so that only this
-/// user's batch items are summed.
+/// Read through `batch_uploads` (one small row per batch; CROSS JOIN keeps it
+/// the outer loop) so that only this user's batch items are summed.
 fn pending_bytes(conn: &Connection, uid: u64) -> rusqlite::Result<i64> {
     let oldest_open = (now_ms() / 1000 - BATCH_LIFETIME_SECS) * 1000;
     conn.prepare_cached(
         "SELECT COALESCE(SUM(i.payload_size), 0)
          FROM batch_uploads AS u
-         JOIN batch_upload_items AS i ON i.batch = u.batch AND i.userid = u.userid
+         CROSS JOIN batch_upload_items AS i ON i.batch = u.batch AND i.userid = u.userid
          WHERE u.userid = ?1 AND u.batch >= ?2",
     )?
     .query_row(params![uid as i64, oldest_open], |r| r.get(0))
@@ -535,11 +538,9 @@ pub fn commit_batch(
     let quota_left = check_quota(&w.tx, &ctx, 0)?;
     let ts = w.timestamp()?;
     let args = params![batch, ctx.uid as i64, cid, ts, now_s(ts)];
-    for sql in [APPLY_BATCH_UPDATES, APPLY_BATCH_INSERTS] {
-        w.tx.prepare_cached(sql)
-            .and_then(|mut st| st.execute(args))
-            .map_err(map_err)?;
-    }
+    w.tx.prepare_cached(APPLY_BATCH)
+        .and_then(|mut st| st.execute(args))
+        .map_err(map_err)?;
     touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
     for sql in [
         "DELETE FROM batch_upload_items WHERE batch = ?1 AND userid = ?2",
