@@ -166,16 +166,17 @@ fn info_views_with_data() {
     assert_eq!(hdr(&r, "X-Weave-Records"), "2");
     assert_eq!(json(&r), json!({"meta": 1, "bookmarks": 2}));
 
-    // Usage counts characters (héllo = 5), in KB.
+    // Usage counts UTF-8 bytes (héllo = 6; the Python server counted 5
+    // characters), in KB.
     let r = s.get("/info/collection_usage");
     assert_eq!(hdr(&r, "X-Weave-Records"), "2");
     assert_eq!(
         json(&r),
-        json!({"meta": 5.0 / 1024.0, "bookmarks": 6.0 / 1024.0})
+        json!({"meta": 6.0 / 1024.0, "bookmarks": 6.0 / 1024.0})
     );
 
     let r = s.get("/info/quota");
-    assert_eq!(json(&r), json!([11.0 / 1024.0, null]));
+    assert_eq!(json(&r), json!([12.0 / 1024.0, null]));
     assert_eq!(hdr(&r, "X-Weave-Records"), "2");
     assert_eq!(hdr(&r, "X-Last-Modified"), t_tabs);
 

@@ -201,6 +201,21 @@ fn db(err: DbError) -> Response {
         DbError::NotFound => zero(404),
         DbError::InvalidBatch => zero(400),
         DbError::OverQuota => Response::json(403, r#"{"status": "quota-exceeded", "errors": []}"#),
+        DbError::BatchTooLarge => {
+            log::info!("storage request refused (400, code 17): {err}");
+            Response::json(400, (WeaveCode::SizeLimit as u8).to_string())
+        }
+        DbError::Conflict { wait_ms } => {
+            log::info!("write refused (503): {err}");
+            // Usually a few ms (a burst of writes to one collection); longer
+            // only if the clock was set back, and then the client should
+            // wait that long.
+            let secs = (wait_ms.max(0) as u64).div_ceil(1000);
+            zero(503).with_header(
+                "Retry-After",
+                secs.max(u64::from(RETRY_AFTER_BUSY)).to_string(),
+            )
+        }
         DbError::Busy => {
             if BUSY_LOG.due() {
                 log::warn!("database busy: another writer held the lock over 5 s; answering 503 (logged at most once a minute)");
@@ -248,6 +263,12 @@ mod tests {
             (r.status, r.body.len(), r.header("Content-Type")),
             (304, 0, None)
         );
+        let r = to_response(StorageError::Db(DbError::BatchTooLarge).into());
+        assert_eq!((r.status, r.body.as_slice()), (400, b"17".as_slice()));
+        let r = to_response(StorageError::Db(DbError::Conflict { wait_ms: 5 }).into());
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
+        let r = to_response(StorageError::Db(DbError::Conflict { wait_ms: 60_001 }).into());
+        assert_eq!(r.header("Retry-After"), Some("61"));
         let r = to_response(AppError::MethodNotAllowed("DELETE"));
         assert_eq!((r.status, r.header("Allow")), (405, Some("DELETE")));
     }

@@ -50,6 +50,14 @@ pub enum DbError {
     InvalidBatch,
     /// The write would exceed the user's quota.
     OverQuota,
+    /// The batch would hold more than `max_total_records` or `max_total_bytes`.
+    BatchTooLarge,
+    /// The collection's timestamp is so close to (or past) the clock that a
+    /// new one would run ahead of it; retrying after `wait_ms` can succeed.
+    Conflict {
+        /// How long until the clock catches up, in ms.
+        wait_ms: i64,
+    },
 }
 
 impl std::fmt::Display for DbError {
@@ -68,6 +76,13 @@ impl std::fmt::Display for DbError {
             DbError::NotFound => write!(f, "not found"),
             DbError::InvalidBatch => write!(f, "invalid batch"),
             DbError::OverQuota => write!(f, "over quota"),
+            DbError::BatchTooLarge => write!(f, "batch over max_total_records/max_total_bytes"),
+            DbError::Conflict { wait_ms } => {
+                write!(
+                    f,
+                    "collection timestamp ahead of the clock for {wait_ms} ms"
+                )
+            }
         }
     }
 }
@@ -173,6 +188,21 @@ pub struct BsoQuery {
     pub offset: Option<Offset>,
     /// Whole records (`full`) or only ids.
     pub full: bool,
+    /// A cap on the page's size besides `limit`; `None`: only `limit` counts.
+    pub budget: Option<PageBudget>,
+}
+
+/// A cap on one listing page, in whatever unit `weigh` counts (the storage
+/// half counts bytes of response body). Rows are read one at a time and the
+/// page ends before the row that would take it over `max`, so a listing
+/// never holds more than about `max` in memory; a page always holds at least
+/// one row, and `next_offset` then says where the rest starts.
+#[derive(Debug, Clone, Copy)]
+pub struct PageBudget {
+    /// The most a page may weigh (unless its only row weighs more).
+    pub max: u64,
+    /// The weight of one row as read (`payload` empty unless `full`).
+    pub weigh: fn(&Bso) -> u64,
 }
 
 /// A page of a collection listing.
@@ -180,6 +210,17 @@ pub struct BsoQuery {
 pub struct BsoPage {
     /// The records (only `id` is meaningful unless the query was `full`).
     pub items: Vec<Bso>,
+    /// Where the next page starts, when there are more items.
+    pub next_offset: Option<Offset>,
+    /// The collection's timestamp (None when the collection does not exist).
+    pub last_modified: Option<Ms>,
+}
+
+/// What a streamed listing page was, once its records have been handed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageEnd {
+    /// How many records the page held.
+    pub count: u64,
     /// Where the next page starts, when there are more items.
     pub next_offset: Option<Offset>,
     /// The collection's timestamp (None when the collection does not exist).
@@ -206,6 +247,18 @@ pub struct WriteCtx<'a> {
     pub precondition: Precondition,
     /// `quota_size` in bytes, when configured.
     pub quota: Option<i64>,
+    /// What one batch may hold.
+    pub batch_limits: BatchLimits,
+}
+
+/// What one batch may hold, counted on what it really holds (not only on the
+/// `X-Weave-Total-*` headers a client may leave out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// `max_total_records`.
+    pub records: u64,
+    /// `max_total_bytes` (UTF-8 bytes of payloads).
+    pub bytes: u64,
 }
 
 /// Per-collection figures for the info views.
@@ -224,20 +277,41 @@ pub trait StorageDb: Send {
     fn collection_timestamps(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
     /// Live record counts per collection.
     fn collection_counts(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
-    /// Live payload bytes (characters, as the Python server counted) per collection.
+    /// Live payload bytes per collection (`payload_size`: UTF-8 bytes for
+    /// rows we write; the Python server stored characters, the same number
+    /// for the ASCII payloads clients send).
     fn collection_usage(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
-    /// Total live payload bytes.
+    /// Total live payload bytes (not counting open batches).
     fn total_usage(&mut self, uid: u64) -> DbResult<i64>;
     /// The storage timestamp (max over collections), 0 when none.
     fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms>;
-    /// A collection listing; the precondition is checked against the collection timestamp.
+    /// A collection listing, each record handed to `each` as it is read (so
+    /// that only the caller's output holds the page); the precondition is
+    /// checked against the collection timestamp before any record.
+    fn list_bsos(
+        &mut self,
+        uid: u64,
+        collection: &str,
+        query: &BsoQuery,
+        pre: Precondition,
+        each: &mut dyn FnMut(Bso),
+    ) -> DbResult<PageEnd>;
+    /// [`list_bsos`](Self::list_bsos) collected into a page.
     fn get_bsos(
         &mut self,
         uid: u64,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
-    ) -> DbResult<BsoPage>;
+    ) -> DbResult<BsoPage> {
+        let mut items = Vec::new();
+        let end = self.list_bsos(uid, collection, query, pre, &mut |b| items.push(b))?;
+        Ok(BsoPage {
+            items,
+            next_offset: end.next_offset,
+            last_modified: end.last_modified,
+        })
+    }
     /// One record; the precondition is checked against its timestamp.
     fn get_bso(&mut self, uid: u64, collection: &str, id: &str, pre: Precondition)
         -> DbResult<Bso>;

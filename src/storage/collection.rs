@@ -9,49 +9,72 @@ use super::bso::{is_known_bad_crypto, parse_bso};
 use super::item::body_error;
 use super::params::{self, BatchMode, BatchParamError, DeclaredSizeError};
 use super::{content_type, json, last_modified, require_json, Ctx, StorageError, WeaveCode};
-use crate::db::{BsoPage, BsoUpdate};
+use crate::db::{Bso, BsoUpdate, PageBudget};
 use crate::http::{query_pairs, Response};
 use crate::timestamp;
 
-/// GET/HEAD: ids or whole records, as JSON or newline-separated JSON.
+/// The most records one listing page holds, as in Mozilla's server (whose
+/// default `limit` is its `max_total_records`, 10,000).
+pub const PAGE_RECORDS: u64 = 10_000;
+
+/// The most response-body bytes one listing page holds (a single record
+/// bigger than this still gets a page of its own). Without it, `full=1` on a
+/// 300 MB collection built a 300 MB body and took ~900 MB to do it. Firefox
+/// desktop pages with `limit` and follows `X-Weave-Next-Offset`; the
+/// Android/iOS client (application-services' `sync15`) does not follow the
+/// offset, so this is also the most it downloads of a collection in one sync:
+/// 4 MiB is ~5,000 typical encrypted records (~800 bytes each). Answering a
+/// page holds about twice this in memory (the body, then its copy into the
+/// FastCGI response).
+pub const PAGE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// GET/HEAD: ids or whole records, as JSON or newline-separated JSON, a page
+/// at a time (`X-Weave-Next-Offset` says where the next page starts).
 pub fn get(ctx: &Ctx, collection: &str) -> Result<Response, StorageError> {
     let format = negotiate(ctx.req.header("accept"), &[Format::Json, Format::Newlines])
         .ok_or(StorageError::NotAcceptable)?;
     let pairs = query_pairs(&ctx.req.query);
-    let query = params::listing(&pairs).map_err(|e| StorageError::param(e.0))?;
-    let page: BsoPage = ctx
-        .storage
-        .pool()
-        .get()?
-        .get_bsos(ctx.uid, collection, &query, ctx.pre)?;
-    // One buffer for the whole body: pages of 100 records are ~100 KB.
-    let size: usize = page
-        .items
-        .iter()
-        .map(|b| b.id.len() + b.payload.len() + 100)
-        .sum();
-    let mut body = String::with_capacity(size + 2);
+    let mut query = params::listing(&pairs).map_err(|e| StorageError::param(e.0))?;
+    query.limit = Some(query.limit.map_or(PAGE_RECORDS, |l| l.min(PAGE_RECORDS)));
+    query.budget = Some(PageBudget {
+        max: PAGE_BYTES,
+        weigh: if query.full {
+            json::bso_len
+        } else {
+            json::id_len
+        },
+    });
     let (open, separator, close, mime) = match format {
         Format::Json => ("[", ", ", "]", "application/json"),
         Format::Newlines => ("", "\n", "\n", "application/newlines"),
     };
-    body.push_str(open);
-    for (i, b) in page.items.iter().enumerate() {
-        if i > 0 {
-            body.push_str(separator);
-        }
-        if query.full {
-            json::push_bso(&mut body, b);
-        } else {
-            json::push_str(&mut body, &b.id);
-        }
-    }
-    if format == Format::Json || !page.items.is_empty() {
+    // Each record goes into the body as it is read: the body is the only copy
+    // of the page.
+    let mut body = String::from(open);
+    let mut first = true;
+    let page = ctx.storage.pool().get()?.list_bsos(
+        ctx.uid,
+        collection,
+        &query,
+        ctx.pre,
+        &mut |b: Bso| {
+            if !first {
+                body.push_str(separator);
+            }
+            first = false;
+            if query.full {
+                json::push_bso(&mut body, &b);
+            } else {
+                json::push_str(&mut body, &b.id);
+            }
+        },
+    )?;
+    if format == Format::Json || page.count > 0 {
         body.push_str(close);
     }
     let mut resp = Response::new(200, mime, body);
     resp = last_modified(resp, page.last_modified);
-    resp.set_header("X-Weave-Records", page.items.len().to_string());
+    resp.set_header("X-Weave-Records", page.count.to_string());
     if let Some(next) = page.next_offset {
         resp.set_header("X-Weave-Next-Offset", params::format_offset(next));
     }
@@ -129,11 +152,8 @@ fn parse_body(ctx: &Ctx, collection: &str) -> Result<Upload, StorageError> {
                 "known-bad crypto/keys".into(),
             ));
         }
-        let size = update
-            .payload
-            .as_deref()
-            .map(|p| p.chars().count() as u64)
-            .unwrap_or(0);
+        // UTF-8 bytes, as every size limit counts (and as the body is sized).
+        let size = update.payload.as_deref().map(str::len).unwrap_or(0) as u64;
         if upload.valid.len() as u64 >= limits.max_post_records {
             upload.failed.push((id, "retry bso".into()));
             continue;

@@ -32,6 +32,38 @@ pub fn push_bso(out: &mut String, b: &Bso) {
     out.push('}');
 }
 
+/// The length of `s` as [`push_str`] writes it, quotes included: what a
+/// string costs in a response, which can be six times its UTF-8 bytes (a
+/// control character becomes `\u0001`, an emoji `\ud83d\ude00`).
+pub fn str_len(s: &str) -> u64 {
+    let escaped: u64 = s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x20..=0x7e => 1,
+            0x00..=0x1f | 0x7f => 6,
+            // UTF-8: continuation bytes are counted with their lead byte.
+            0x80..=0xbf => 0,
+            0xc0..=0xef => 6,
+            _ => 12,
+        })
+        .sum();
+    escaped + 2
+}
+
+/// The length of a record as [`push_bso`] writes it, to within the digits of
+/// its numbers, plus the separator between records.
+pub fn bso_len(b: &Bso) -> u64 {
+    // `{"id": , "modified": 1795866752.40, "payload": , "sortindex": -999999999}, `
+    const FRAME: u64 = 80;
+    str_len(&b.id) + str_len(&b.payload) + FRAME
+}
+
+/// The length of an id in an ids-only listing, plus the separator.
+pub fn id_len(b: &Bso) -> u64 {
+    str_len(&b.id) + 2
+}
+
 /// `{"name": value, ...}` from pairs whose values are already JSON text.
 pub fn object<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> String {
     let mut out = String::from("{");
@@ -72,6 +104,31 @@ mod tests {
             out,
             r#"{"id": "a", "modified": 1795866752.40, "payload": "p", "sortindex": 3}"#
         );
+    }
+
+    #[test]
+    fn lengths_match_what_is_written() {
+        for s in [
+            "",
+            "plain",
+            "q\"b\\n\n\t",
+            "\u{1}\u{7f}",
+            "é€",
+            "\u{1F600}x",
+        ] {
+            let mut out = String::new();
+            push_str(&mut out, s);
+            assert_eq!(str_len(s), out.len() as u64, "{s:?} -> {out}");
+        }
+        let b = Bso {
+            id: "a".repeat(64),
+            modified: 1795866752400,
+            payload: "p\u{1}".into(),
+            sortindex: Some(-999_999_999),
+        };
+        let mut out = String::new();
+        push_bso(&mut out, &b);
+        assert!(bso_len(&b) >= out.len() as u64 + 2);
     }
 
     #[test]

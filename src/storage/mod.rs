@@ -16,7 +16,7 @@ pub mod params;
 use crate::auth::{Authenticator, HawkError, HawkRequest, VerifiedToken};
 use std::sync::Arc;
 
-use crate::db::{Pool, Precondition, WriteCtx};
+use crate::db::{BatchLimits, Pool, Precondition, WriteCtx};
 use crate::http::{Request, Response};
 use crate::timestamp::{self, now_secs, Ms};
 
@@ -100,6 +100,10 @@ impl Ctx<'_> {
             collection,
             precondition: self.pre,
             quota: self.storage.config.quota,
+            batch_limits: BatchLimits {
+                records: self.storage.config.limits.max_total_records,
+                bytes: self.storage.config.limits.max_total_bytes,
+            },
         }
     }
 

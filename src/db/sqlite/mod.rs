@@ -22,7 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
-    Bso, BsoPage, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, Precondition, StorageDb,
+    Bso, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, PageEnd, Precondition, StorageDb,
     WriteCtx, WriteOutcome,
 };
 use crate::timestamp::Ms;
@@ -123,6 +123,12 @@ impl SqliteDb {
         }
         out
     }
+
+    /// A write transaction: [`guarded`](Self::guarded), and run again (after
+    /// a few ms) when its timestamp would have run ahead of the clock.
+    fn write<T>(&mut self, mut f: impl FnMut(&mut Self) -> DbResult<T>) -> DbResult<T> {
+        self.guarded(|s| writes::retry_when_ahead(s, &mut f))
+    }
 }
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
@@ -199,14 +205,15 @@ impl StorageDb for SqliteDb {
     fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms> {
         reads::storage_timestamp(&self.conn, uid).map_err(map_err)
     }
-    fn get_bsos(
+    fn list_bsos(
         &mut self,
         uid: u64,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
-    ) -> DbResult<BsoPage> {
-        self.guarded(|s| reads::get_bsos(s, uid, collection, query, pre))
+        each: &mut dyn FnMut(Bso),
+    ) -> DbResult<PageEnd> {
+        self.guarded(|s| reads::list_bsos(s, uid, collection, query, pre, each))
     }
     fn get_bso(
         &mut self,
@@ -218,19 +225,19 @@ impl StorageDb for SqliteDb {
         self.guarded(|s| reads::get_bso(s, uid, collection, id, pre))
     }
     fn put_bso(&mut self, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<WriteOutcome> {
-        self.guarded(|s| writes::put_bso(s, ctx, item))
+        self.write(|s| writes::put_bso(s, ctx, item))
     }
     fn post_bsos(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<WriteOutcome> {
-        self.guarded(|s| writes::post_bsos(s, ctx, items))
+        self.write(|s| writes::post_bsos(s, ctx, items))
     }
     fn delete_collection(&mut self, ctx: WriteCtx) -> DbResult<Ms> {
-        self.guarded(|s| writes::delete_collection(s, ctx))
+        self.write(|s| writes::delete_collection(s, ctx))
     }
     fn delete_bsos(&mut self, ctx: WriteCtx, ids: &[String]) -> DbResult<Ms> {
-        self.guarded(|s| writes::delete_bsos(s, ctx, ids))
+        self.write(|s| writes::delete_bsos(s, ctx, ids))
     }
     fn delete_bso(&mut self, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
-        self.guarded(|s| writes::delete_bso(s, ctx, id))
+        self.write(|s| writes::delete_bso(s, ctx, id))
     }
     fn delete_storage(&mut self, uid: u64, pre: Precondition) -> DbResult<()> {
         self.guarded(|s| writes::delete_storage(s, uid, pre))
@@ -252,7 +259,7 @@ impl StorageDb for SqliteDb {
         batch: Option<i64>,
         items: &[BsoUpdate],
     ) -> DbResult<WriteOutcome> {
-        self.guarded(|s| writes::commit_batch(s, ctx, batch, items))
+        self.write(|s| writes::commit_batch(s, ctx, batch, items))
     }
     fn ping(&mut self) -> DbResult<()> {
         self.conn

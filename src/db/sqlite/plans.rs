@@ -11,8 +11,8 @@ use rusqlite::Connection;
 
 use super::{prepare, Location, SqliteDb};
 use crate::db::{
-    BsoQuery, BsoUpdate, NewUser, Offset, Precondition, Sort, StorageDb, UserPlan, UsersDb,
-    WriteCtx,
+    BatchLimits, BsoQuery, BsoUpdate, NewUser, Offset, Precondition, Sort, StorageDb, UserPlan,
+    UsersDb, WriteCtx,
 };
 
 static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -36,6 +36,10 @@ fn workload(db: &mut SqliteDb) {
         collection,
         precondition: Precondition::IfUnmodifiedSince(i64::MAX / 4),
         quota: Some(1 << 30),
+        batch_limits: BatchLimits {
+            records: 10_000,
+            bytes: 1 << 30,
+        },
     };
     let items: Vec<BsoUpdate> = (0..20)
         .map(|i| BsoUpdate {

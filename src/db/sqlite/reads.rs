@@ -7,7 +7,7 @@ use rusqlite::{
 
 use super::{map_err, SqliteDb};
 use crate::db::{
-    Bso, BsoPage, BsoQuery, CollectionInfo, DbError, DbResult, Offset, Precondition, Sort,
+    Bso, BsoQuery, CollectionInfo, DbError, DbResult, Offset, PageEnd, Precondition, Sort,
 };
 use crate::timestamp::{now_secs, Ms};
 
@@ -105,24 +105,25 @@ fn begin_read<'a>(
     Ok((tx, cid))
 }
 
-pub fn get_bsos(
+pub fn list_bsos(
     s: &mut SqliteDb,
     uid: u64,
     collection: &str,
     q: &BsoQuery,
     pre: Precondition,
-) -> DbResult<BsoPage> {
+    each: &mut dyn FnMut(Bso),
+) -> DbResult<PageEnd> {
     let (tx, cid) = begin_read(s, collection)?;
     let Some(cid) = cid else {
         pre.check(0)?;
-        return Ok(BsoPage::default());
+        return Ok(PageEnd::default());
     };
     let last_modified = collection_timestamp(&tx, uid, cid).map_err(map_err)?;
     pre.check(last_modified.unwrap_or(0))?;
     if q.limit == Some(0) {
-        return Ok(BsoPage {
+        return Ok(PageEnd {
             last_modified,
-            ..BsoPage::default()
+            ..PageEnd::default()
         });
     }
 
@@ -187,51 +188,88 @@ pub fn get_bsos(
     args.push((fetch.min(i64::MAX as u64) as i64).into());
     args.push((skip.min(i64::MAX as u64) as i64).into());
 
+    // Rows are read one at a time and handed on, and the page ends at
+    // `limit` or at the budget, whichever comes first: memory does not grow
+    // with the collection.
     let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
-    let full = q.full;
-    let rows = stmt
-        .query_map(params_from_iter(args), |r| {
-            Ok(Bso {
-                id: r.get(0)?,
-                modified: r.get(1)?,
-                payload: if full { r.get(2)? } else { String::new() },
-                sortindex: if full { r.get(3)? } else { None },
-            })
-        })
-        .map_err(map_err)?;
-    let mut items: Vec<Bso> = rows.collect::<Result<_, _>>().map_err(map_err)?;
-
-    let mut next_offset = None;
-    if let Some(limit) = q.limit {
-        if items.len() as u64 > limit {
-            items.truncate(limit as usize);
-            next_offset = Some(next(q, &items, skip));
+    let mut rows = stmt.query(params_from_iter(args)).map_err(map_err)?;
+    let mut tail = Tail::default();
+    let mut weight = 0u64;
+    let mut more = false;
+    while let Some(r) = rows.next().map_err(map_err)? {
+        if q.limit.is_some_and(|limit| tail.returned >= limit) {
+            more = true;
+            break;
         }
+        let bso = Bso {
+            id: r.get(0).map_err(map_err)?,
+            modified: r.get(1).map_err(map_err)?,
+            payload: if q.full {
+                r.get(2).map_err(map_err)?
+            } else {
+                String::new()
+            },
+            sortindex: if q.full {
+                r.get(3).map_err(map_err)?
+            } else {
+                None
+            },
+        };
+        if let Some(budget) = q.budget {
+            let w = (budget.weigh)(&bso);
+            if tail.returned > 0 && weight.saturating_add(w) > budget.max {
+                more = true;
+                break;
+            }
+            weight = weight.saturating_add(w);
+        }
+        tail.push(bso.modified);
+        each(bso);
     }
-    Ok(BsoPage {
-        items,
-        next_offset,
+    Ok(PageEnd {
+        count: tail.returned,
+        next_offset: more.then(|| next(q, &tail, skip)),
         last_modified,
     })
 }
 
-/// The offset that continues after `items` (a non-empty, full page).
-fn next(q: &BsoQuery, items: &[Bso], skip: u64) -> Offset {
-    let returned = items.len() as u64;
-    let last = match (q.sort, q.offset, items.last()) {
+/// What the offset of the next page needs to know about the rows returned.
+#[derive(Debug, Default)]
+struct Tail {
+    /// How many rows were returned.
+    returned: u64,
+    /// The `modified` of the last one.
+    last: Option<Ms>,
+    /// How many rows at the end share that `modified`.
+    at_last: u64,
+}
+
+impl Tail {
+    fn push(&mut self, modified: Ms) {
+        self.returned += 1;
+        if self.last == Some(modified) {
+            self.at_last += 1;
+        } else {
+            self.last = Some(modified);
+            self.at_last = 1;
+        }
+    }
+}
+
+/// The offset that continues after `items` (a non-empty page cut short by
+/// `limit` or by the budget: either way a prefix of the sorted rows).
+fn next(q: &BsoQuery, tail: &Tail, skip: u64) -> Offset {
+    let returned = tail.returned;
+    let last = match (q.sort, q.offset, tail.last) {
         (Sort::Index, _, _) | (_, Some(Offset::Rows(_)), _) | (_, _, None) => {
             return Offset::Rows(skip + returned)
         }
         (_, _, Some(last)) => last,
     };
-    let at_bound = items
-        .iter()
-        .rev()
-        .take_while(|b| b.modified == last.modified)
-        .count() as u64;
+    let at_bound = tail.at_last;
     if let Some(Offset::Bound { bound, skip }) = q.offset {
         // The whole page sat at the old bound: the rows skipped before still count.
-        if at_bound == returned && bound == last.modified {
+        if at_bound == returned && bound == last {
             return Offset::Bound {
                 bound,
                 skip: skip + returned,
@@ -239,7 +277,7 @@ fn next(q: &BsoQuery, items: &[Bso], skip: u64) -> Offset {
         }
     }
     Offset::Bound {
-        bound: last.modified,
+        bound: last,
         skip: at_bound,
     }
 }
@@ -276,4 +314,73 @@ pub fn live_bso(conn: &Connection, uid: u64, cid: i64, id: &str) -> rusqlite::Re
         })
     })
     .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{prepare, Location, SqliteDb};
+    use crate::db::{
+        BatchLimits, BsoQuery, BsoUpdate, PageBudget, Precondition, Sort, StorageDb, WriteCtx,
+    };
+
+    fn weigh(b: &crate::db::Bso) -> u64 {
+        b.payload.len() as u64
+    }
+
+    /// Pages cut by the budget (not by `limit`) still continue exactly where
+    /// they stopped, in every sort order, also among equal timestamps.
+    #[test]
+    fn pages_cut_by_the_budget_cover_everything_once() {
+        let (conn, _) = prepare(&Location::Memory).unwrap();
+        let mut db = SqliteDb::from_connection(conn).unwrap();
+        let ctx = WriteCtx {
+            uid: 1,
+            collection: "c",
+            precondition: Precondition::None,
+            quota: None,
+            batch_limits: BatchLimits {
+                records: 100,
+                bytes: 1 << 20,
+            },
+        };
+        // Three writes of ten records: runs of equal `modified`.
+        for w in 0..3 {
+            let items: Vec<BsoUpdate> = (0..10)
+                .map(|i| BsoUpdate {
+                    id: format!("r{w}{i}"),
+                    sortindex: Some(i % 4),
+                    payload: Some("x".repeat(10 + i as usize)),
+                    ttl: None,
+                })
+                .collect();
+            db.post_bsos(ctx, &items).unwrap();
+        }
+        for sort in [Sort::Newest, Sort::Oldest, Sort::Index] {
+            for limit in [None, Some(7)] {
+                let mut q = BsoQuery {
+                    sort,
+                    limit,
+                    full: true,
+                    budget: Some(PageBudget { max: 40, weigh }),
+                    ..BsoQuery::default()
+                };
+                let mut seen = Vec::new();
+                for _ in 0..100 {
+                    let page = db.get_bsos(1, "c", &q, Precondition::None).unwrap();
+                    assert!(!page.items.is_empty());
+                    let weight: u64 = page.items.iter().map(weigh).sum();
+                    assert!(page.items.len() == 1 || weight <= 40);
+                    seen.extend(page.items.into_iter().map(|b| b.id));
+                    match page.next_offset {
+                        Some(next) => q.offset = Some(next),
+                        None => break,
+                    }
+                }
+                let mut unique = seen.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!((seen.len(), unique.len()), (30, 30), "{sort:?} {limit:?}");
+            }
+        }
+    }
 }

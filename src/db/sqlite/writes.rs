@@ -3,7 +3,18 @@
 //!
 //! Timestamps: a write gets `max(now, collection's last_modified + 10 ms)`, so
 //! timestamps are strictly increasing per collection even when two writes land
-//! in the same 10 ms tick (the Python server answered 503 there instead).
+//! in the same 10 ms tick (the Python server answered 503 there instead). But
+//! a timestamp never runs more than 10 ms ahead of the clock: a burst of
+//! writes to one collection would otherwise push it ever further into the
+//! future (593 writes/s for 15 s put it 74 s ahead). Such a write gives up the
+//! lock, waits out the few ms ([`retry_when_ahead`]) and tries again; a
+//! collection still (or far) ahead answers `DbError::Conflict` (503).
+//!
+//! Sizes are UTF-8 bytes. The quota counts the user's live records plus what
+//! their open batches hold; a batch may hold at most `max_total_records` and
+//! `max_total_bytes`, counted on its rows. A batch commit is applied inside
+//! SQLite (one `INSERT … SELECT … ON CONFLICT DO UPDATE`), never read into
+//! memory.
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
@@ -11,6 +22,7 @@ use super::reads::{collection_timestamp, live_bso, total_usage};
 use super::{map_err, SqliteDb};
 use crate::db::{BsoUpdate, DbError, DbResult, Precondition, WriteCtx, WriteOutcome};
 use crate::timestamp::{ceil_tick, now_ms, Ms};
+use std::time::Duration;
 
 /// How long a batch may stay open, as in both reference servers.
 pub const BATCH_LIFETIME_SECS: i64 = 7200;
@@ -53,9 +65,73 @@ ON CONFLICT (batch, userid, id) DO UPDATE SET
   payload_size = COALESCE(excluded.payload_size, payload_size),
   ttl_offset = COALESCE(excluded.ttl_offset, ttl_offset)";
 
-/// The Python server counted payload size in characters, not bytes.
+/// The most a write's timestamp may be ahead of the clock, in ms.
+pub const MAX_AHEAD_MS: Ms = 10;
+/// How many times a write that would run ahead waits and tries again.
+const AHEAD_ATTEMPTS: u32 = 5;
+/// The longest wait worth taking inside a request; a collection further ahead
+/// (the clock was set back) answers 503 at once.
+const AHEAD_MAX_WAIT_MS: i64 = 100;
+
+/// Applies a batch to `bso` inside SQLite, a row at a time, with the
+/// semantics of [`UPSERT_BSO`] for a batch commit: only provided fields
+/// change, `modified` always moves, an expired row counts as absent, a ttl
+/// counts from the commit. The SELECT merges each batch item with the current
+/// row (the LEFT JOIN also makes the batch the outer loop, so the cost follows
+/// the batch, not the collection) and the upsert writes the merged row; its
+/// WHERE clause keeps SQLite from reading `ON CONFLICT` as a join constraint.
+/// `?1` batch, `?2` user, `?3` collection, `?4` the commit's timestamp, `?5`
+/// the same in seconds.
+const APPLY_BATCH: &str = "
+INSERT INTO bso (userid, collection, id, sortindex, modified, payload, payload_size, ttl)
+SELECT ?2, ?3, b.id,
+  CASE WHEN b.sortindex IS NOT NULL THEN b.sortindex
+       WHEN cur.ttl > ?5 THEN cur.sortindex ELSE NULL END,
+  ?4,
+  CASE WHEN b.payload IS NOT NULL THEN b.payload
+       WHEN cur.ttl > ?5 THEN cur.payload ELSE '' END,
+  CASE WHEN b.payload IS NOT NULL THEN COALESCE(b.payload_size, 0)
+       WHEN cur.ttl > ?5 THEN cur.payload_size ELSE 0 END,
+  CASE WHEN b.ttl_offset IS NOT NULL THEN ?5 + b.ttl_offset
+       WHEN cur.ttl > ?5 THEN cur.ttl ELSE 2100000000 END
+FROM batch_upload_items AS b
+LEFT JOIN bso AS cur ON cur.userid = ?2 AND cur.collection = ?3 AND cur.id = b.id
+WHERE b.batch = ?1 AND b.userid = ?2
+ON CONFLICT (userid, collection, id) DO UPDATE SET
+  sortindex = excluded.sortindex,
+  modified = excluded.modified,
+  payload = excluded.payload,
+  payload_size = excluded.payload_size,
+  ttl = excluded.ttl";
+
+/// Payload sizes are UTF-8 bytes, what limits and quota are about (the
+/// Python server stored characters: the same for the ASCII that clients'
+/// encrypted payloads are, but 20 records of 500k emoji counted 9.8 MB and
+/// answered 120 MB).
 pub fn payload_size(payload: &str) -> i64 {
-    payload.chars().count() as i64
+    payload.len() as i64
+}
+
+/// Runs a write transaction again when its timestamp would have run ahead of
+/// the clock, after waiting (outside any lock) for the clock to catch up.
+/// (A conflicting attempt allocated no collection id: the collection had a
+/// timestamp, so it existed.)
+pub fn retry_when_ahead<T>(
+    s: &mut SqliteDb,
+    mut write: impl FnMut(&mut SqliteDb) -> DbResult<T>,
+) -> DbResult<T> {
+    let mut attempt = 1;
+    loop {
+        match write(s) {
+            Err(DbError::Conflict { wait_ms })
+                if attempt < AHEAD_ATTEMPTS && wait_ms <= AHEAD_MAX_WAIT_MS =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(wait_ms.max(1) as u64));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A started write: the lock is held, the collection id is known.
@@ -66,9 +142,19 @@ struct Write<'a> {
 }
 
 impl Write<'_> {
-    /// The timestamp for this write: never equal to or below the collection's.
-    fn timestamp(&self) -> Ms {
-        ceil_tick(now_ms()).max(self.last.unwrap_or(0) + 10)
+    /// The timestamp for this write: above the collection's, and at most
+    /// [`MAX_AHEAD_MS`] ahead of the clock; `Conflict` (rolling back, which
+    /// frees the lock) when it would be further ahead.
+    fn timestamp(&self) -> DbResult<Ms> {
+        let now = now_ms();
+        let ts = ceil_tick(now).max(self.last.unwrap_or(0) + 10);
+        let ahead = ts - now;
+        if ahead > MAX_AHEAD_MS {
+            return Err(DbError::Conflict {
+                wait_ms: ahead - MAX_AHEAD_MS,
+            });
+        }
+        Ok(ts)
     }
 }
 
@@ -97,22 +183,64 @@ fn now_s(ts: Ms) -> i64 {
     ts / 1000
 }
 
-/// Quota left after writing `items`; `OverQuota` when nothing would be left.
-fn check_quota(conn: &Connection, ctx: &WriteCtx, items: &[BsoUpdate]) -> DbResult<Option<i64>> {
+/// Quota left after writing `incoming` more bytes: the user's live records
+/// and everything their open batches hold count; `OverQuota` when nothing
+/// would be left.
+fn check_quota(conn: &Connection, ctx: &WriteCtx, incoming: i64) -> DbResult<Option<i64>> {
     let Some(quota) = ctx.quota else {
         return Ok(None);
     };
-    let used = total_usage(conn, ctx.uid).map_err(map_err)?;
-    let incoming: i64 = items
-        .iter()
-        .filter_map(|i| i.payload.as_deref())
-        .map(payload_size)
-        .sum();
-    let left = quota - used - incoming;
+    let stored = total_usage(conn, ctx.uid).map_err(map_err)?;
+    let pending = pending_bytes(conn, ctx.uid).map_err(map_err)?;
+    let left = quota - stored - pending - incoming;
     if left <= 0 {
         return Err(DbError::OverQuota);
     }
     Ok(Some(left))
+}
+
+/// The payload bytes of `items`.
+fn bytes_of(items: &[BsoUpdate]) -> i64 {
+    items
+        .iter()
+        .filter_map(|i| i.payload.as_deref())
+        .map(payload_size)
+        .sum()
+}
+
+/// Payload bytes held in the user's batches that can still be committed.
+/// Read through `batch_uploads` (one small row per batch; CROSS JOIN keeps it
+/// the outer loop) so that only this user's batch items are summed.
+fn pending_bytes(conn: &Connection, uid: u64) -> rusqlite::Result<i64> {
+    let oldest_open = (now_ms() / 1000 - BATCH_LIFETIME_SECS) * 1000;
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(i.payload_size), 0)
+         FROM batch_uploads AS u
+         CROSS JOIN batch_upload_items AS i ON i.batch = u.batch AND i.userid = u.userid
+         WHERE u.userid = ?1 AND u.batch >= ?2",
+    )?
+    .query_row(params![uid as i64, oldest_open], |r| r.get(0))
+}
+
+/// Refuses a batch that holds more than the limits allow (checked after its
+/// items are stored, before the transaction commits).
+fn check_batch_totals(conn: &Connection, ctx: &WriteCtx, batch: i64) -> DbResult<()> {
+    let (records, bytes): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(payload_size), 0) FROM batch_upload_items
+             WHERE batch = ?1 AND userid = ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![batch, ctx.uid as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .map_err(map_err)?;
+    let limits = ctx.batch_limits;
+    if records as u64 > limits.records || bytes as u64 > limits.bytes {
+        return Err(DbError::BatchTooLarge);
+    }
+    Ok(())
 }
 
 fn upsert(
@@ -161,8 +289,8 @@ pub fn put_bso(s: &mut SqliteDb, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<Wr
     let current = live_bso(&w.tx, ctx.uid, cid, &item.id).map_err(map_err)?;
     ctx.precondition
         .check(current.map(|b| b.modified).unwrap_or(0))?;
-    let quota_left = check_quota(&w.tx, &ctx, std::slice::from_ref(item))?;
-    let ts = w.timestamp();
+    let quota_left = check_quota(&w.tx, &ctx, bytes_of(std::slice::from_ref(item)))?;
+    let ts = w.timestamp()?;
     upsert(&w.tx, ctx.uid, cid, item, ts, false).map_err(map_err)?;
     touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
     w.tx.commit().map_err(map_err)?;
@@ -186,7 +314,15 @@ fn apply_direct(
     let w = begin(s, &ctx, true)?;
     let cid = require_cid(&w)?;
     ctx.precondition.check(w.last.unwrap_or(0))?;
-    let quota_left = check_quota(&w.tx, &ctx, items)?;
+    let incoming = bytes_of(items);
+    if force_modified
+        && (items.len() as u64 > ctx.batch_limits.records
+            || incoming as u64 > ctx.batch_limits.bytes)
+    {
+        // A batch created and committed by one request is still a batch.
+        return Err(DbError::BatchTooLarge);
+    }
+    let quota_left = check_quota(&w.tx, &ctx, incoming)?;
     if items.is_empty() {
         // Nothing to write: no new timestamp, nothing bumped.
         return Ok(WriteOutcome {
@@ -194,7 +330,7 @@ fn apply_direct(
             quota_left,
         });
     }
-    let ts = w.timestamp();
+    let ts = w.timestamp()?;
     for item in items {
         upsert(&w.tx, ctx.uid, cid, item, ts, force_modified).map_err(map_err)?;
     }
@@ -209,7 +345,7 @@ fn apply_direct(
 pub fn delete_collection(s: &mut SqliteDb, ctx: WriteCtx) -> DbResult<Ms> {
     let w = begin(s, &ctx, false)?;
     ctx.precondition.check(w.last.unwrap_or(0))?;
-    let ts = w.timestamp();
+    let ts = w.timestamp()?;
     if let Some(cid) = w.cid {
         let uid = ctx.uid as i64;
         w.tx.prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2")
@@ -236,7 +372,7 @@ pub fn delete_collection(s: &mut SqliteDb, ctx: WriteCtx) -> DbResult<Ms> {
 pub fn delete_bsos(s: &mut SqliteDb, ctx: WriteCtx, ids: &[String]) -> DbResult<Ms> {
     let w = begin(s, &ctx, false)?;
     ctx.precondition.check(w.last.unwrap_or(0))?;
-    let ts = w.timestamp();
+    let ts = w.timestamp()?;
     // A collection the user never had stays absent (the Python server created it).
     if let (Some(cid), Some(_)) = (w.cid, w.last) {
         {
@@ -267,7 +403,7 @@ pub fn delete_bso(s: &mut SqliteDb, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
     if current.is_none() {
         return Err(DbError::NotFound);
     }
-    let ts = w.timestamp();
+    let ts = w.timestamp()?;
     w.tx.prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2 AND id = ?3")
         .and_then(|mut st| st.execute(params![ctx.uid as i64, cid, id]))
         .map_err(map_err)?;
@@ -321,7 +457,6 @@ pub fn create_batch(
     let w = begin(s, &ctx, true)?;
     let cid = require_cid(&w)?;
     ctx.precondition.check(w.last.unwrap_or(0))?;
-    check_quota(&w.tx, &ctx, items)?;
     // As in Python: the request's 10 ms tick plus uid % 10; on a clash (two
     // batches in one tick) take the next tick instead of failing.
     let mut batch = ceil_tick(now_ms()) + (ctx.uid % 10) as i64;
@@ -339,6 +474,8 @@ pub fn create_batch(
         batch += 10;
     }
     store_batch_items(&w.tx, ctx.uid, batch, items)?;
+    check_batch_totals(&w.tx, &ctx, batch)?;
+    check_quota(&w.tx, &ctx, 0)?;
     w.tx.commit().map_err(map_err)?;
     Ok((batch, w.last))
 }
@@ -372,8 +509,11 @@ pub fn append_batch(
     let w = begin(s, &ctx, false)?;
     ctx.precondition.check(w.last.unwrap_or(0))?;
     check_batch(&w.tx, &ctx, w.cid, batch)?;
-    check_quota(&w.tx, &ctx, items)?;
+    // Stored first, then counted: an id sent again replaces its earlier
+    // version instead of counting twice.
     store_batch_items(&w.tx, ctx.uid, batch, items)?;
+    check_batch_totals(&w.tx, &ctx, batch)?;
+    check_quota(&w.tx, &ctx, 0)?;
     w.tx.commit().map_err(map_err)?;
     Ok(w.last)
 }
@@ -392,31 +532,15 @@ pub fn commit_batch(
     ctx.precondition.check(w.last.unwrap_or(0))?;
     check_batch(&w.tx, &ctx, w.cid, batch)?;
     let cid = require_cid(&w)?;
-    let quota_left = check_quota(&w.tx, &ctx, items)?;
     store_batch_items(&w.tx, ctx.uid, batch, items)?;
-    let ts = w.timestamp();
-    let stored: Vec<BsoUpdate> = {
-        let mut stmt =
-            w.tx.prepare_cached(
-                "SELECT id, sortindex, payload, ttl_offset FROM batch_upload_items
-                 WHERE batch = ?1 AND userid = ?2",
-            )
-            .map_err(map_err)?;
-        let rows = stmt
-            .query_map(params![batch, ctx.uid as i64], |r| {
-                Ok(BsoUpdate {
-                    id: r.get(0)?,
-                    sortindex: r.get(1)?,
-                    payload: r.get(2)?,
-                    ttl: r.get(3)?,
-                })
-            })
-            .map_err(map_err)?;
-        rows.collect::<Result<_, _>>().map_err(map_err)?
-    };
-    for item in &stored {
-        upsert(&w.tx, ctx.uid, cid, item, ts, true).map_err(map_err)?;
-    }
+    check_batch_totals(&w.tx, &ctx, batch)?;
+    // The batch's own items are pending until this commits: counted once.
+    let quota_left = check_quota(&w.tx, &ctx, 0)?;
+    let ts = w.timestamp()?;
+    let args = params![batch, ctx.uid as i64, cid, ts, now_s(ts)];
+    w.tx.prepare_cached(APPLY_BATCH)
+        .and_then(|mut st| st.execute(args))
+        .map_err(map_err)?;
     touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
     for sql in [
         "DELETE FROM batch_upload_items WHERE batch = ?1 AND userid = ?2",
@@ -431,4 +555,129 @@ pub fn commit_batch(
         modified: ts,
         quota_left,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{prepare, Location};
+    use super::*;
+    use crate::db::{BatchLimits, StorageDb, TTL_FOREVER};
+
+    const CTX: WriteCtx<'static> = WriteCtx {
+        uid: 3,
+        collection: "c",
+        precondition: Precondition::None,
+        quota: None,
+        batch_limits: BatchLimits {
+            records: 100,
+            bytes: 1 << 20,
+        },
+    };
+
+    fn db() -> SqliteDb {
+        let (conn, _) = prepare(&Location::Memory).unwrap();
+        SqliteDb::from_connection(conn).unwrap()
+    }
+
+    fn item(
+        id: &str,
+        sortindex: Option<i64>,
+        payload: Option<&str>,
+        ttl: Option<i64>,
+    ) -> BsoUpdate {
+        BsoUpdate {
+            id: id.into(),
+            sortindex,
+            payload: payload.map(str::to_string),
+            ttl,
+        }
+    }
+
+    /// (id, sortindex, payload, payload_size, ttl: None = forever, else
+    /// seconds after `modified`) of every row, expired ones included.
+    type Row = (String, Option<i64>, String, i64, Option<i64>);
+
+    fn rows(s: &mut SqliteDb, modified: Ms) -> Vec<Row> {
+        let mut st = s
+            .conn
+            .prepare(
+                "SELECT id, sortindex, payload, payload_size, ttl, modified FROM bso ORDER BY id",
+            )
+            .unwrap();
+        let out = st
+            .query_map([], |r| {
+                let ttl: i64 = r.get(4)?;
+                assert_eq!(
+                    r.get::<_, i64>(5)?,
+                    modified,
+                    "every row gets the commit's time"
+                );
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    (ttl != TTL_FOREVER).then(|| ttl - modified / 1000),
+                ))
+            })
+            .unwrap()
+            .collect::<Result<Vec<Row>, _>>()
+            .unwrap();
+        out
+    }
+
+    /// The commit done inside SQLite gives the rows the per-record upsert
+    /// gives (the path `batch=true&commit=true` still takes): only provided
+    /// fields change, an expired row counts as absent, ttl is from the commit.
+    #[test]
+    fn batch_commit_in_sql_matches_the_per_record_upsert() {
+        let seed = [
+            item("a", Some(5), Some("old-a"), Some(1000)),
+            item("b", None, Some("old-b"), None),
+            item("e", Some(7), Some("old-e"), Some(0)),
+        ];
+        let batch = [
+            item("a", None, None, None),
+            item("b", None, Some("new-b"), Some(50)),
+            item("e", Some(2), None, None),
+            item("m", Some(1), Some("\u{e9}"), Some(10)),
+            item("n", None, None, None),
+        ];
+        let mut in_sql = db();
+        in_sql.post_bsos(CTX, &seed).unwrap();
+        let (id, _) = in_sql.create_batch(CTX, &batch[..2]).unwrap();
+        in_sql.append_batch(CTX, id, &batch[2..4]).unwrap();
+        let a = in_sql.commit_batch(CTX, Some(id), &batch[4..]).unwrap();
+
+        let mut per_record = db();
+        per_record.post_bsos(CTX, &seed).unwrap();
+        let b = per_record.commit_batch(CTX, None, &batch).unwrap();
+
+        let (got, want) = (
+            rows(&mut in_sql, a.modified),
+            rows(&mut per_record, b.modified),
+        );
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.0, g.1, &g.2, g.3), (&w.0, w.1, &w.2, w.3));
+            // The seeded ttl of "a" is relative to the seeding second.
+            let close = match (g.4, w.4) {
+                (Some(x), Some(y)) => (x - y).abs() <= 1,
+                (x, y) => x == y,
+            };
+            assert!(close, "ttl of {}: {:?} vs {:?}", g.0, g.4, w.4);
+        }
+        assert_eq!(got[4], ("n".into(), None, String::new(), 0, None));
+        assert_eq!(got[3].3, 2, "payload_size is UTF-8 bytes");
+        assert_eq!(
+            got[2].2, "",
+            "the expired row came back without its payload"
+        );
+        // The batch is gone.
+        let left: i64 = in_sql
+            .conn
+            .query_row("SELECT COUNT(*) FROM batch_upload_items", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 }
