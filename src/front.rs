@@ -120,7 +120,7 @@ impl Handler for FcgiFront {
     fn handle(&self, req: FcgiRequest) -> Vec<u8> {
         let request = request_from_params(&req.params, req.body, req.body_too_large);
         let response = self.0.handle(&request);
-        response.to_cgi(request.method == "HEAD")
+        response.into_cgi(request.method == "HEAD")
     }
 }
 

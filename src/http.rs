@@ -115,7 +115,9 @@ impl Response {
 
     /// Serializes as a CGI response (`Status:` line, headers, blank line, body).
     /// `head` drops the body but keeps its Content-Length, as HTTP wants for HEAD.
-    pub fn to_cgi(&self, head: bool) -> Vec<u8> {
+    /// The body's own buffer carries the result (the head is inserted before it), so a
+    /// multi-megabyte listing page is never held twice.
+    pub fn into_cgi(self, head: bool) -> Vec<u8> {
         let mut out = String::with_capacity(256);
         let _ = write!(out, "Status: {} {}\r\n", self.status, reason(self.status));
         for (name, value) in &self.headers {
@@ -128,10 +130,11 @@ impl Response {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        if !head && self.status != 304 {
-            bytes.extend_from_slice(&self.body);
+        if head || self.status == 304 {
+            return out.into_bytes();
         }
+        let mut bytes = self.body;
+        bytes.splice(0..0, out.into_bytes());
         bytes
     }
 }
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn cgi_serialization_has_status_and_length() {
         let r = Response::json(412, "0").with_header("X-Last-Modified", "1.00");
-        let text = String::from_utf8(r.to_cgi(false)).unwrap();
+        let text = String::from_utf8(r.into_cgi(false)).unwrap();
         assert!(text.starts_with("Status: 412 Precondition Failed\r\n"));
         assert!(text.contains("Content-Length: 1\r\n"));
         assert!(text.ends_with("\r\n\r\n0"));
@@ -235,17 +238,17 @@ mod tests {
     #[test]
     fn head_and_304_have_no_body() {
         let r = Response::json(200, "[1]");
-        let text = String::from_utf8(r.to_cgi(true)).unwrap();
+        let text = String::from_utf8(r.into_cgi(true)).unwrap();
         assert!(text.ends_with("Content-Length: 3\r\n\r\n"));
         let r = Response::empty(304);
-        let text = String::from_utf8(r.to_cgi(false)).unwrap();
+        let text = String::from_utf8(r.into_cgi(false)).unwrap();
         assert_eq!(text, "Status: 304 Not Modified\r\n\r\n");
     }
 
     #[test]
     fn header_values_cannot_inject_lines() {
         let r = Response::json(200, "").with_header("X-A", "a\r\nSet-Cookie: x");
-        let text = String::from_utf8(r.to_cgi(false)).unwrap();
+        let text = String::from_utf8(r.into_cgi(false)).unwrap();
         assert!(text.contains("X-A: aSet-Cookie: x\r\n"));
     }
 

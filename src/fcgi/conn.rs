@@ -512,17 +512,19 @@ impl Conn {
     }
 
     /// The handler's answer for the busy request: queue it as STDOUT records and END_REQUEST.
-    pub(crate) fn respond(&mut self, response: &[u8], opts: &ServerOptions, now: Instant) {
+    pub(crate) fn respond(&mut self, response: Vec<u8>, opts: &ServerOptions, now: Instant) {
         let Some((id, keep_conn, counted)) = self.busy.take() else {
             return;
         };
         self.compact_output();
-        self.out
-            .reserve(response.len() + response.len() / record::MAX_CONTENT * 16 + 32);
-        for chunk in response.chunks(record::MAX_CONTENT) {
-            record::encode_record(record::STDOUT, id, chunk, &mut self.out);
+        // Framed in the answer's own buffer, which becomes the output buffer when nothing
+        // else is queued (the usual case): a big answer is not copied.
+        let framed = record::frame_stream_in_place(record::STDOUT, id, response);
+        if self.out.is_empty() {
+            self.out = framed;
+        } else {
+            self.out.extend_from_slice(&framed);
         }
-        record::encode_record(record::STDOUT, id, &[], &mut self.out);
         record::encode_end_request(id, 0, record::REQUEST_COMPLETE, &mut self.out);
         // The request is over once its answer is queued.
         drop(counted);

@@ -247,6 +247,45 @@ pub fn encode_stream(rtype: u8, request_id: u16, data: &[u8], out: &mut Vec<u8>)
     encode_record(rtype, request_id, &[], out);
 }
 
+/// Frames `data` as a stream, like [`encode_stream`], inside `data`'s own buffer: each chunk
+/// moves up to make room for its header and padding (last chunk first, so nothing is
+/// overwritten before it has moved). A multi-megabyte answer is then never held twice.
+pub fn frame_stream_in_place(rtype: u8, request_id: u16, mut data: Vec<u8>) -> Vec<u8> {
+    let len = data.len();
+    let chunks = len.div_ceil(MAX_CONTENT);
+    let framed_len = |i: usize| {
+        let size = MAX_CONTENT.min(len - i * MAX_CONTENT);
+        HEADER_LEN + size + usize::from(padding_for(size))
+    };
+    let total: usize = (0..chunks).map(framed_len).sum::<usize>() + HEADER_LEN;
+    data.resize(total, 0);
+    // Every chunk but the last is full, so chunk i starts at i × (a full framed chunk).
+    let full = HEADER_LEN + MAX_CONTENT + usize::from(padding_for(MAX_CONTENT));
+    for i in (0..chunks).rev() {
+        let src = i * MAX_CONTENT;
+        let size = MAX_CONTENT.min(len - src);
+        let dst = i * full;
+        data.copy_within(src..src + size, dst + HEADER_LEN);
+        let padding = padding_for(size);
+        let header = Header {
+            rtype,
+            request_id,
+            content_length: size as u16,
+            padding_length: padding,
+        };
+        data[dst..dst + HEADER_LEN].copy_from_slice(&header.encode());
+        data[dst + HEADER_LEN + size..dst + HEADER_LEN + size + usize::from(padding)].fill(0);
+    }
+    let end = Header {
+        rtype,
+        request_id,
+        content_length: 0,
+        padding_length: 0,
+    };
+    data[total - HEADER_LEN..].copy_from_slice(&end.encode());
+    data
+}
+
 /// Appends an END_REQUEST record.
 pub fn encode_end_request(
     request_id: u16,
@@ -359,6 +398,16 @@ mod tests {
             decode_pairs(&buf).unwrap(),
             vec![(b"A".to_vec(), b"xy".to_vec())]
         );
+    }
+
+    #[test]
+    fn framing_in_place_matches_encode_stream() {
+        for len in [0, 1, 7, 8, 65_534, 65_535, 65_536, 131_070, 200_003] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut expected = Vec::new();
+            encode_stream(STDOUT, 3, &data, &mut expected);
+            assert_eq!(frame_stream_in_place(STDOUT, 3, data), expected, "{len}");
+        }
     }
 
     #[test]

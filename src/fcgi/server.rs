@@ -459,7 +459,7 @@ impl EventLoop {
                 // Its connection closed (timed out) while the handler ran.
                 continue;
             }
-            conn.respond(&response, &self.opts, now);
+            conn.respond(response, &self.opts, now);
             if stopping {
                 conn.close_when_done();
             }

@@ -23,10 +23,11 @@ pub const PAGE_RECORDS: u64 = 10_000;
 /// desktop pages with `limit` and follows `X-Weave-Next-Offset`; the
 /// Android/iOS client (application-services' `sync15`) does not follow the
 /// offset, so this is also the most it downloads of a collection in one sync:
-/// 4 MiB is ~5,000 typical encrypted records (~800 bytes each). Answering a
-/// page holds about twice this in memory (the body, then its copy into the
-/// FastCGI response).
-pub const PAGE_BYTES: u64 = 4 * 1024 * 1024;
+/// 8 MiB is ~10,000 typical encrypted records (~800 bytes each), so phones get
+/// as much as Mozilla's record cap gives them. The body is the only copy of the
+/// page (the FastCGI records are framed inside it); two such listings at once
+/// peaked at 43 MB of RSS.
+pub const PAGE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// GET/HEAD: ids or whole records, as JSON or newline-separated JSON, a page
 /// at a time (`X-Weave-Next-Offset` says where the next page starts).
