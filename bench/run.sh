@@ -11,7 +11,8 @@
 # env:   SYNC_PORT (18180), HELLO_PORT (18181), NGINX_WORKERS (1), WORKERS (server --workers),
 #        NGINX_EXTRA (directives added to nginx's http block, e.g. 'fastcgi_buffers 16 16k;'),
 #        BENCH_OUT (where results go; default bench/results),
-#        SERVER_BIN (another syncserver-fcgi to measure, e.g. a previous build),
+#        SERVER_BIN, HELLO_BIN (another syncserver-fcgi / fcgi-hello to measure, e.g. a
+#        previous build),
 #        SERVE_MODE=inherited (hand the server its socket on stdin, as mod_fcgid does, instead
 #        of --bind: Hawk nonces then go through the shared replay file)
 # out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --quick) DURATION=2 LEVELS=1,4 USERS=8 RECORDS=1000; shift ;;
         --python) PY_URL=$2 PY_SECRET=$3; shift 3 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -40,7 +41,7 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --bins)
 fi
 REL=$ROOT/target/release
-BIN=${SERVER_BIN:-$REL/syncserver-fcgi} LOAD=$REL/syncload HELLO=$REL/fcgi-hello
+BIN=${SERVER_BIN:-$REL/syncserver-fcgi} LOAD=$REL/syncload HELLO=${HELLO_BIN:-$REL/fcgi-hello}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 KEY=$ROOT/tests/fixtures/oauth-test-key.pk8
 OUT=${BENCH_OUT:-$ROOT/bench/results}
