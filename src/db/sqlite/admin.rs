@@ -161,6 +161,9 @@ impl AdminDb for SqliteDb {
                     params![uid, now],
                 )?;
             }
+            // In the same transaction: once the rows are gone, no process
+            // accepts the uids' tokens, and no new account gets the uids.
+            super::uids::revoke(c, &uids, now)?;
             c.execute(
                 "DELETE FROM users WHERE email = ?1 AND service = ?2",
                 params![email, SERVICE],

@@ -8,6 +8,7 @@ mod admin;
 mod collections;
 mod reads;
 pub mod schema;
+mod uids;
 pub mod users;
 mod writes;
 
