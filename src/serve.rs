@@ -167,6 +167,7 @@ pub fn build(settings: &Settings, workers: usize) -> Result<Built, String> {
         AppConfig {
             public_url: settings.public_url.clone(),
             force_wsgi_environ: settings.force_wsgi_environ,
+            trusted_proxies: settings.trusted_proxies.clone(),
         },
         storage,
         tokenserver,

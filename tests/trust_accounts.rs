@@ -1,6 +1,7 @@
-//! Trust between accounts, end to end on the real binary: a deleted account's uid is
-//! never handed out again and its still-valid token is refused at once by every
-//! serving process.
+//! Trust between accounts and in front of the server, end to end on the real binary:
+//! a deleted account's uid is never handed out again and its still-valid token is
+//! refused at once by every serving process; `X-Forwarded-Proto` counts only when it
+//! comes from a configured `trusted_proxies` address.
 
 mod common;
 
@@ -218,4 +219,98 @@ fn python_database_uids_continue_after_its_highest() {
     // A token for the deleted uid (as the Python server would have issued it) is refused.
     let old = server.user(7);
     assert_refused(&get(&server, &old, "/info/collections"), "python uid 7");
+}
+
+/// A signed GET of info/collections with the given web-server params and headers.
+fn get_via(
+    server: &Server,
+    user: &User,
+    params: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> CgiResponse {
+    let p = path(user, "/info/collections");
+    let auth = server.hawk(user, "GET", &p, &[], b"", false);
+    let mut all = headers.to_vec();
+    all.push(("Authorization", &auth));
+    server.request_with_params("GET", &p, &all, params, b"")
+}
+
+#[test]
+fn forwarded_proto_counts_only_from_trusted_proxies() {
+    // Default: nobody is trusted, a client's own header changes nothing.
+    let plain = Server::start("");
+    let user = plain.user(71);
+    for addr in ["203.0.113.9", "127.0.0.1"] {
+        let r = get_via(
+            &plain,
+            &user,
+            &[("REMOTE_ADDR", addr)],
+            &[("X-Forwarded-Proto", "https")],
+        );
+        assert_eq!(r.status, 200, "{addr}: {}", r.text());
+    }
+    let unsigned = plain.request(
+        "GET",
+        &path(&user, "/info/collections"),
+        &[("X-Forwarded-Proto", "https")],
+        b"",
+    );
+    assert_eq!(unsigned.status, 401, "{}", unsigned.text());
+
+    // An https public_url behind a TLS proxy that talks plain http to the web server.
+    let behind = Server::start_spec(ServerSpec {
+        public_url: "https://sync.example.org".into(),
+        extra_ini: "trusted_proxies = 10.1.2.3, 192.168.0.0/16, 2001:db8::/32\n".into(),
+        ..ServerSpec::default()
+    });
+    let user = behind.user(72);
+    let https = [("X-Forwarded-Proto", "https")];
+    for addr in ["10.1.2.3", "192.168.40.2", "::ffff:10.1.2.3", "2001:db8::7"] {
+        let r = get_via(&behind, &user, &[("REMOTE_ADDR", addr)], &https);
+        assert_eq!(r.status, 200, "{addr}: {}\n{}", r.text(), behind.log());
+    }
+    // The proxy appends to what the client sent: the last value is the proxy's own.
+    let trusted = [("REMOTE_ADDR", "10.1.2.3")];
+    let r = get_via(
+        &behind,
+        &user,
+        &trusted,
+        &[("X-Forwarded-Proto", "http, https")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Anything else leaves the request as it arrived (plain http here), and an
+    // http request to an https public_url is refused without claiming a server error.
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("REMOTE_ADDR", "10.1.2.4")], "https"),
+        (&[("REMOTE_ADDR", "172.16.0.1")], "https"),
+        (&[], "https"),
+        (&trusted, "https, http"),
+        (&trusted, "gopher"),
+    ];
+    for (params, proto) in cases {
+        let r = get_via(&behind, &user, params, &[("X-Forwarded-Proto", proto)]);
+        assert_eq!(r.status, 421, "{params:?} {proto}: {}", r.text());
+        assert!(r.text().contains("public_url"), "{}", r.text());
+    }
+
+    // check-config shows the setting; a bad entry stops the server with a clear message.
+    let ini = behind.dir.join("syncserver.ini");
+    let report = ok(&cli(&ini, &["check-config"]));
+    assert!(
+        report.contains("trusted_proxies") && report.contains("192.168.0.0/16"),
+        "{report}"
+    );
+    let bad = behind.dir.join("bad.ini");
+    std::fs::write(
+        &bad,
+        "[syncserver]\npublic_url = http://localhost:5000\nsecret = 0123456789abcdef0123\ntrusted_proxies = 10.0.0.1, proxy.example\n",
+    )
+    .expect("write ini");
+    let o = cli(&bad, &["check-config"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("trusted_proxies") && err.contains("proxy.example"),
+        "{err}"
+    );
 }
