@@ -221,6 +221,42 @@ fn python_database_uids_continue_after_its_highest() {
     assert_refused(&get(&server, &old, "/info/collections"), "python uid 7");
 }
 
+/// A write that passed its check just before `users delete` committed can land
+/// after the deletion emptied the uid; `purge` finds and removes it.
+#[test]
+fn purge_removes_late_writes_to_deleted_uids() {
+    let server = Server::start("");
+    let ini = server.dir.join("syncserver.ini");
+    let db = rusqlite::Connection::open(server.db_path()).expect("open db");
+    db.execute(
+        "INSERT INTO users (uid, service, email, generation, client_state, created_at)
+         VALUES (3, 'sync-1.5', 'late@api.accounts.firefox.com', 1, '', 1)",
+        [],
+    )
+    .expect("user row");
+    ok(&cli(&ini, &["users", "delete", "3", "--yes"]));
+    // The late write, as it would have been stored.
+    db.execute_batch(
+        "INSERT OR IGNORE INTO collections (name) VALUES ('tabs');
+         INSERT INTO bso (userid, collection, id, modified, payload)
+           SELECT 3, collectionid, 'late', 1, 'x' FROM collections WHERE name = 'tabs';
+         INSERT INTO user_collections (userid, collection, last_modified)
+           SELECT 3, collectionid, 1 FROM collections WHERE name = 'tabs';",
+    )
+    .expect("late write");
+    ok(&cli(&ini, &["purge"]));
+    let left: i64 = db
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM bso WHERE userid = 3)
+                  + (SELECT COUNT(*) FROM user_collections WHERE userid = 3)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0);
+    assert_refused(&get(&server, &server.user(3), "/info/collections"), "uid 3");
+}
+
 /// A signed GET of info/collections with the given web-server params and headers.
 fn get_via(
     server: &Server,
