@@ -31,9 +31,11 @@ impl Addressed {
 /// The scheme the client used: the one a trusted proxy reports in
 /// `X-Forwarded-Proto`, else the one the web server saw.
 ///
-/// A proxy appends to (or replaces) the header, so its own value is the last
-/// one; values before it came from further away, possibly from the client.
-/// Anything but `http` or `https` is ignored.
+/// The trusted proxy's word wins over the web server's: it describes the
+/// client's side, which is what the client signed. A proxy appends to (or
+/// replaces) the header, so its own value is the last one; values before it
+/// came from further away, possibly from the client. Anything but `http` or
+/// `https` is ignored.
 fn client_scheme(req: &Request, trusted: &TrustedProxies) -> String {
     let from_proxy = req.remote_addr.is_some_and(|a| trusted.contains(a));
     let forwarded = req
