@@ -90,6 +90,7 @@ fn answer(app: &App, mut req: tiny_http::Request, max_body: usize) {
         query,
         headers,
         scheme: "http".into(),
+        remote_addr: req.remote_addr().map(|a| a.ip()),
         body,
         body_too_large: too_large,
     };

@@ -77,35 +77,24 @@ pub fn request_from_params(
             .to_ascii_uppercase(),
         path,
         query,
-        scheme: scheme(&get, &headers),
+        scheme: scheme(&get),
+        // Only used to decide whether forwarded headers count; a missing or
+        // odd value just means "not a trusted proxy".
+        remote_addr: text(b"REMOTE_ADDR").and_then(|a| a.trim().parse().ok()),
         headers,
         body,
         body_too_large: too_large,
     }
 }
 
-/// `https` when the web server terminated TLS (`HTTPS=on`) or a proxy in front
-/// of it says so (`X-Forwarded-Proto`), else `REQUEST_SCHEME`, else `http`.
-fn scheme<'a>(get: &dyn Fn(&[u8]) -> Option<&'a [u8]>, headers: &[(String, Vec<u8>)]) -> String {
+/// `https` when the web server terminated TLS (`HTTPS=on`), else
+/// `REQUEST_SCHEME`, else `http`. `X-Forwarded-Proto` is a client header: the
+/// application decides whether the client is a proxy it trusts.
+fn scheme<'a>(get: &dyn Fn(&[u8]) -> Option<&'a [u8]>) -> String {
     if let Some(v) = get(b"HTTPS") {
         if v.eq_ignore_ascii_case(b"on") || v == b"1" {
             return "https".into();
         }
-    }
-    let forwarded = headers
-        .iter()
-        .rev()
-        .find(|(n, _)| n == "x-forwarded-proto")
-        .map(|(_, v)| {
-            String::from_utf8_lossy(v)
-                .split(',')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    if let Some(p) = forwarded.filter(|p| p == "https" || p == "http") {
-        return p;
     }
     match get(b"REQUEST_SCHEME") {
         Some(s) if s.eq_ignore_ascii_case(b"https") => "https".into(),
@@ -180,14 +169,20 @@ mod tests {
         assert_eq!(r.header_str("host"), Some("example.org:8443"));
         assert_eq!(r.scheme, "https");
         assert_eq!(r.path, "/sync/1.5/1");
+        // A client's X-Forwarded-Proto is kept as a header, never taken as the scheme.
         let r = request_from_params(
             &p(&[
-                ("HTTP_X_FORWARDED_PROTO", b"https, http"),
+                ("HTTP_X_FORWARDED_PROTO", b"https"),
                 ("REQUEST_SCHEME", b"http"),
+                ("REMOTE_ADDR", b"10.1.2.3"),
             ]),
             Vec::new(),
             false,
         );
-        assert_eq!(r.scheme, "https");
+        assert_eq!(r.scheme, "http");
+        assert_eq!(r.header_str("x-forwarded-proto"), Some("https"));
+        assert_eq!(r.remote_addr, Some([10, 1, 2, 3].into()));
+        let r = request_from_params(&p(&[("REMOTE_ADDR", b"unix:")]), Vec::new(), false);
+        assert_eq!(r.remote_addr, None);
     }
 }

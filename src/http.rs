@@ -17,8 +17,11 @@ pub struct Request {
     pub query: String,
     /// Request headers, names lower-case with `-` (e.g. `x-if-modified-since`), values raw.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// `http` or `https`, as seen by the client.
+    /// `http` or `https`, as the web server received the request (a proxy in
+    /// front of it may have seen https: see `crate::app::origin`).
     pub scheme: String,
+    /// The address of the HTTP client the web server talked to (`REMOTE_ADDR`).
+    pub remote_addr: Option<std::net::IpAddr>,
     /// The request body.
     pub body: Vec<u8>,
     /// The body was larger than we accept; `body` is empty.

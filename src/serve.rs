@@ -201,6 +201,7 @@ pub fn build(settings: &Settings, workers: usize, shared_replay: bool) -> Result
         AppConfig {
             public_url: settings.public_url.clone(),
             force_wsgi_environ: settings.force_wsgi_environ,
+            trusted_proxies: settings.trusted_proxies.clone(),
         },
         storage,
         tokenserver,

@@ -33,6 +33,16 @@ pub enum AppError {
         /// What the request looked like.
         actual: String,
     },
+    /// As `PublicUrlMismatch`, but only the scheme differs (421, same JSON):
+    /// what a client gets for plain http to an https server, or when a proxy's
+    /// `X-Forwarded-Proto` is not trusted. That much is in a client's hands, so
+    /// it must not read as a server fault (500).
+    SchemeMismatch {
+        /// The configured public_url.
+        expected: String,
+        /// What the request looked like.
+        actual: String,
+    },
     /// A storage failure.
     Storage(StorageError),
     /// A tokenserver failure.
@@ -63,6 +73,17 @@ fn cornice(status: u16, location: &str, name: &str, description: &str) -> Respon
     Response::json(status, body.to_string())
 }
 
+/// The Python server's public_url mismatch message.
+fn mismatch(expected: &str, actual: &str) -> String {
+    format!(
+        "The public_url setting doesn't match the application url.\n\
+         This will almost certainly cause authentication failures!\n    \
+         public_url setting is: {expected}\n    application url is:    {actual}\n\
+         You can disable this check by setting the force_wsgi_environ\n\
+         option in your config file, but do so at your own risk."
+    )
+}
+
 /// Turns an error into its response, logging it at a useful level.
 pub fn to_response(err: AppError) -> Response {
     match err {
@@ -73,15 +94,18 @@ pub fn to_response(err: AppError) -> Response {
             zero(400)
         }
         AppError::PublicUrlMismatch { expected, actual } => {
+            let body =
+                serde_json::json!({"status": "error", "errors": [mismatch(&expected, &actual)]});
+            Response::json(500, body.to_string())
+        }
+        AppError::SchemeMismatch { expected, actual } => {
             let msg = format!(
-                "The public_url setting doesn't match the application url.\n\
-                 This will almost certainly cause authentication failures!\n    \
-                 public_url setting is: {expected}\n    application url is:    {actual}\n\
-                 You can disable this check by setting the force_wsgi_environ\n\
-                 option in your config file, but do so at your own risk."
+                "{}\nBehind a TLS proxy, list its address in trusted_proxies so that its\n\
+                 X-Forwarded-Proto header counts.",
+                mismatch(&expected, &actual)
             );
             let body = serde_json::json!({"status": "error", "errors": [msg]});
-            Response::json(500, body.to_string())
+            Response::json(421, body.to_string())
         }
         AppError::Storage(e) => storage(e),
         AppError::Token(e) => token(e),
@@ -309,5 +333,18 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("public_url setting is: http://a"));
+    }
+
+    #[test]
+    fn scheme_mismatch_is_not_a_server_error() {
+        let r = to_response(AppError::SchemeMismatch {
+            expected: "https://a".into(),
+            actual: "http://a".into(),
+        });
+        assert_eq!(r.status, 421);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let msg = v["errors"][0].as_str().unwrap();
+        assert!(msg.contains("public_url setting is: https://a"), "{msg}");
+        assert!(msg.contains("trusted_proxies"), "{msg}");
     }
 }

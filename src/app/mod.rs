@@ -8,7 +8,7 @@ pub mod routes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::config::PublicUrl;
+use crate::config::{PublicUrl, TrustedProxies};
 use crate::http::Request;
 use crate::http::Response;
 use crate::storage::Storage;
@@ -31,6 +31,8 @@ pub struct AppConfig {
     pub public_url: PublicUrl,
     /// `force_wsgi_environ`.
     pub force_wsgi_environ: bool,
+    /// `trusted_proxies`.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Everything a worker needs to answer requests; shared by all of them.
@@ -77,8 +79,12 @@ impl App {
         if !self.config.force_wsgi_environ && req.header("host").is_none() {
             return ("-".into(), Err(AppError::BadGateway("no Host header")));
         }
-        let addressed =
-            origin::address(req, &self.config.public_url, self.config.force_wsgi_environ);
+        let addressed = origin::address(
+            req,
+            &self.config.public_url,
+            self.config.force_wsgi_environ,
+            &self.config.trusted_proxies,
+        );
         let route = routes::route(&addressed.local_path);
         let label = match &route {
             Route::Storage { uid, .. } => format!("{} uid={uid}", addressed.local_path),
@@ -93,13 +99,15 @@ impl App {
         );
         if needs_match && addressed.application_url != self.config.public_url.url {
             self.log_mismatch(&addressed.application_url);
-            return (
-                label,
-                Err(AppError::PublicUrlMismatch {
-                    expected: self.config.public_url.url.clone(),
-                    actual: addressed.application_url,
-                }),
-            );
+            let expected = self.config.public_url.url.clone();
+            let scheme_only = addressed.scheme_only_mismatch(&self.config.public_url);
+            let actual = addressed.application_url;
+            let err = if scheme_only {
+                AppError::SchemeMismatch { expected, actual }
+            } else {
+                AppError::PublicUrlMismatch { expected, actual }
+            };
+            return (label, Err(err));
         }
         let get = matches!(req.method.as_str(), "GET" | "HEAD");
         let result = match route {
@@ -154,8 +162,9 @@ impl App {
                 "requests arrive for {actual} but public_url is {}: clients sign their requests for \
                  the address in public_url, so set public_url to the address Firefox uses (scheme, \
                  host, port and path), make the web server pass the original Host header (nginx: \
-                 fastcgi_param HTTP_HOST $http_host), or set force_wsgi_environ = true if a proxy \
-                 rewrites the address. (Logged once.)",
+                 fastcgi_param HTTP_HOST $http_host), list a TLS proxy in front of the web server \
+                 in trusted_proxies so that its X-Forwarded-Proto counts, or set \
+                 force_wsgi_environ = true if a proxy rewrites the address. (Logged once.)",
                 self.config.public_url.url
             );
         }

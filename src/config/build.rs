@@ -6,7 +6,7 @@ use super::error::{ConfigError, Origin};
 use super::known;
 use super::read::Ctx;
 use super::url::{absolute, mask_uri_password, parse_sqluri};
-use super::{DatabaseUri, NoteLevel, PublicUrl, Settings, StorageLimits};
+use super::{DatabaseUri, NoteLevel, PublicUrl, Settings, StorageLimits, TrustedProxies};
 
 const DEFAULT_ENDPOINT: &str = "{node}/storage/1.5/{uid}";
 const OLDSYNC_SCOPE: &str = "https://identity.mozilla.com/apps/oldsync";
@@ -42,6 +42,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>) -> Result<Settings, ConfigError> {
         "force_wsgi_environ",
         false,
     )?;
+    let trusted_proxies = trusted_proxies(ctx, force_wsgi_environ)?;
     let debug_enabled = ctx.flag(
         "SYNCSERVER_DEBUG_ENABLED",
         "syncserver",
@@ -85,6 +86,7 @@ pub(super) fn build(ctx: &mut Ctx<'_>) -> Result<Settings, ConfigError> {
         browserid_verifier,
         allow_new_users,
         force_wsgi_environ,
+        trusted_proxies,
         debug_enabled,
         loglevel,
         storage,
@@ -333,6 +335,29 @@ fn allow_new_users(ctx: &mut Ctx<'_>) -> Result<bool, ConfigError> {
         }
     }
     Ok(env.or(token).or(sync).unwrap_or(true))
+}
+
+/// `[syncserver] trusted_proxies` (or `SYNCSERVER_TRUSTED_PROXIES`): addresses and
+/// networks, comma- or line-separated. A bad entry stops the start: silently
+/// trusting less (or more) than the operator wrote would be worse.
+fn trusted_proxies(ctx: &mut Ctx<'_>, forced: bool) -> Result<TrustedProxies, ConfigError> {
+    let chosen = match ctx.env_str("SYNCSERVER_TRUSTED_PROXIES") {
+        Some((v, origin)) => Some((vec![v], origin)),
+        None => ctx.strings("syncserver", "trusted_proxies"),
+    };
+    let Some((lines, origin)) = chosen else {
+        return Ok(TrustedProxies::default());
+    };
+    let text = lines.join("\n");
+    let parsed = TrustedProxies::parse(&text)
+        .map_err(|why| ctx.invalid(origin.clone(), &lines.join(", "), &why))?;
+    if !parsed.is_empty() && forced {
+        let msg = format!(
+            "{origin} has no effect while force_wsgi_environ = true: the scheme is then always public_url's"
+        );
+        ctx.note(NoteLevel::Info, msg);
+    }
+    Ok(parsed)
 }
 
 fn loglevel(ctx: &mut Ctx<'_>) -> Result<Option<String>, ConfigError> {

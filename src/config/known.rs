@@ -26,6 +26,7 @@ const SYNCSERVER: &[Rule] = &[
     ("identity_provider", Use::Read),
     ("allow_new_users", Use::Read),
     ("force_wsgi_environ", Use::Read),
+    ("trusted_proxies", Use::Read),
     ("browserid_verifier", Use::Read),
     ("oauth_verifier", Use::Read),
     ("debug_enabled", Use::Read),

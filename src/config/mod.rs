@@ -26,6 +26,7 @@ mod error;
 pub mod ini;
 mod interp;
 mod known;
+mod proxies;
 mod read;
 mod report;
 mod url;
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Origin};
 pub use ini::{Ini, IniError, IniErrorKind, Value};
+pub use proxies::TrustedProxies;
 pub use report::report;
 pub use url::{DatabaseUri, PublicUrl};
 
@@ -63,6 +65,9 @@ pub struct Settings {
     pub allow_new_users: bool,
     /// Trust public_url over the request's scheme/host/path (default false).
     pub force_wsgi_environ: bool,
+    /// `[syncserver] trusted_proxies` (our addition): clients whose
+    /// `X-Forwarded-Proto` counts; empty (the default) = nobody's.
+    pub trusted_proxies: TrustedProxies,
     /// `[syncserver] debug_enabled` (default false).
     pub debug_enabled: bool,
     /// `[syncserver] loglevel` (our addition): error, warn, info, debug or trace.
@@ -117,6 +122,7 @@ impl fmt::Debug for Settings {
             .field("oauth_verifier", &self.oauth_verifier)
             .field("browserid_verifier", &self.browserid_verifier)
             .field("allow_new_users", &self.allow_new_users)
+            .field("trusted_proxies", &self.trusted_proxies.to_string())
             .field("storage", &self.storage)
             .field("quota_size", &self.quota_size)
             .field("token_duration", &self.token_duration)

@@ -80,6 +80,12 @@ pub fn report(s: &Settings) -> String {
         &format!("{} (per account: {})", s.max_nonces, s.max_nonces / 16),
     );
     line("force_wsgi_environ", &yes(s.force_wsgi_environ));
+    let proxies = if s.trusted_proxies.is_empty() {
+        "(none: X-Forwarded-Proto is ignored)".to_string()
+    } else {
+        s.trusted_proxies.to_string()
+    };
+    line("trusted_proxies", &proxies);
     line("debug_enabled", &yes(s.debug_enabled));
     line("loglevel", &opt(&s.loglevel));
     line("batch_upload_enabled", &yes(s.batch_upload_enabled));

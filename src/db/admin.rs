@@ -68,7 +68,8 @@ pub trait AdminDb {
     /// Deletes up to `limit` rows of batches created before `before_ms`.
     fn purge_batches(&mut self, before_ms: i64, limit: u64) -> DbResult<u64>;
     /// uids whose data should go: replaced before `replaced_before_ms` (when
-    /// `replaced` is set) and accounts removed by an administrator.
+    /// `replaced` is set) and accounts removed by an administrator (queued,
+    /// or revoked and holding data again).
     fn dead_uids(&mut self, replaced: bool, replaced_before_ms: i64) -> DbResult<Vec<i64>>;
     /// Deletes up to `limit` rows of a dead uid's data; returns what went, and
     /// forgets the uid once nothing is left.

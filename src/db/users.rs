@@ -78,4 +78,8 @@ pub trait UsersDb {
         now_ms: i64,
         decide: &mut dyn FnMut(&UserState) -> UserPlan,
     ) -> DbResult<Option<UserRecord>>;
+
+    /// Whether `uid` belonged to an account an administrator deleted: its
+    /// tokens must be refused, even though they are validly signed.
+    fn uid_revoked(&mut self, uid: u64) -> DbResult<bool>;
 }

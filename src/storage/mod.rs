@@ -147,6 +147,15 @@ impl Storage {
         // Only info/collections accepts a recently expired token (both references).
         let allow_expired = *target == Target::Info(Info::Collections);
         let token = self.authenticate(req, origin, uid, allow_expired)?;
+        // Checked on every request, in the database every process shares, so a
+        // deleted account's token stops working everywhere as soon as
+        // `users delete` commits (its uid is never handed out again).
+        if self.pool.get()?.uid_revoked(token.payload.uid)? {
+            return Err(StorageError::Unauthorized(format!(
+                "token is for uid {}, whose account was deleted",
+                token.payload.uid
+            )));
+        }
         let pre = params::precondition(req).map_err(|e| StorageError::param(e.0))?;
         // X-If-Modified-Since only makes sense for reads; on writes the Python
         // server answered 304 without writing, which loses data silently.

@@ -312,6 +312,18 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> CgiResponse {
+        self.request_with_params(method, path_and_query, headers, &[], body)
+    }
+
+    /// [`Server::request`] plus CGI params of the web server's own (e.g. `REMOTE_ADDR`).
+    pub fn request_with_params(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        cgi_params: &[(&str, &str)],
+        body: &[u8],
+    ) -> CgiResponse {
         let (host, port) = self.host_port();
         let host_header = format!("{host}:{port}");
         let full = format!("{}{}", self.prefix(), path_and_query);
@@ -346,6 +358,9 @@ impl Server {
         }
         if !has_host {
             params.push((b"HTTP_HOST".to_vec(), host_header.into_bytes()));
+        }
+        for (name, value) in cgi_params {
+            params.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
         }
         let refs: Vec<(&[u8], &[u8])> = params
             .iter()

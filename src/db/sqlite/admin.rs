@@ -62,8 +62,18 @@ impl AdminDb for SqliteDb {
     fn dead_uids(&mut self, replaced: bool, replaced_before_ms: i64) -> DbResult<Vec<i64>> {
         let conn = self.connection();
         let mut uids: Vec<i64> = Vec::new();
+        // The queue, plus deleted accounts' uids that have data again: a write
+        // that passed its revocation check just before `users delete` committed
+        // may land after the deletion emptied the uid.
         let mut stmt = conn
-            .prepare("SELECT uid FROM syncserver_fcgi_deleted_uids ORDER BY uid")
+            .prepare(
+                "SELECT uid FROM syncserver_fcgi_deleted_uids
+                 UNION
+                 SELECT uid FROM syncserver_fcgi_revoked_uids r
+                 WHERE EXISTS (SELECT 1 FROM user_collections WHERE userid = r.uid)
+                    OR EXISTS (SELECT 1 FROM bso WHERE userid = r.uid)
+                 ORDER BY uid",
+            )
             .map_err(map_err)?;
         for uid in stmt.query_map([], |r| r.get(0)).map_err(map_err)? {
             uids.push(uid.map_err(map_err)?);
@@ -161,6 +171,9 @@ impl AdminDb for SqliteDb {
                     params![uid, now],
                 )?;
             }
+            // In the same transaction: once the rows are gone, no process
+            // accepts the uids' tokens, and no new account gets the uids.
+            super::uids::revoke(c, &uids, now)?;
             c.execute(
                 "DELETE FROM users WHERE email = ?1 AND service = ?2",
                 params![email, SERVICE],

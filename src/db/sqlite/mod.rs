@@ -10,6 +10,7 @@ mod reads;
 pub mod replay;
 pub mod schema;
 pub mod shm;
+mod uids;
 pub mod users;
 mod writes;
 

@@ -114,6 +114,7 @@ fn workload(db: &mut SqliteDb) {
         })
     })
     .unwrap();
+    db.uid_revoked(uid).unwrap();
     db.token_user("a@b", 4, &mut |s| UserPlan::Update {
         uid: s.rows[0].uid,
         generation: 9,
@@ -157,7 +158,10 @@ fn every_request_statement_uses_an_index() {
             let small = line.starts_with("SCAN collections")
                 || (line.starts_with("SCAN users") && sql.contains("COUNT(DISTINCT email)"))
                 || (line.starts_with("SCAN batch_upload") && sql.starts_with("DELETE"));
-            let full_scan = line.starts_with("SCAN ") && !line.contains("USING") && !small;
+            // A SELECT of subqueries (the next uid) reads no table itself.
+            let no_table = line == "SCAN CONSTANT ROW";
+            let full_scan =
+                line.starts_with("SCAN ") && !line.contains("USING") && !small && !no_table;
             // sort=index sorts (sortindex, rowid) pairs: no index on sortindex
             // exists in the Python schema (documented in the README).
             let sorts = line.contains("TEMP B-TREE") && !sql.contains("ORDER BY sortindex");

@@ -2,7 +2,7 @@
 //!
 //! Tables and columns are exactly those of the Python `syncserver` (SQLAlchemy's
 //! DDL), so a database can move between the two servers. Our own state lives in
-//! a table of our own (`syncserver_fcgi_meta`).
+//! tables of our own (`syncserver_fcgi_*`).
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -62,6 +62,12 @@ const TABLES: &[&str] = &[
         uid INTEGER NOT NULL PRIMARY KEY,
         deleted_at BIGINT NOT NULL
     )",
+    // The same uids for good: their tokens are refused (see `uids`). Unlike the
+    // purge queue above, rows stay after the data is gone.
+    "CREATE TABLE IF NOT EXISTS syncserver_fcgi_revoked_uids (
+        uid INTEGER NOT NULL PRIMARY KEY,
+        revoked_at BIGINT NOT NULL
+    )",
 ];
 
 const BATCH_ITEMS: &str = "CREATE TABLE IF NOT EXISTS batch_upload_items (
@@ -108,6 +114,7 @@ pub fn ensure(conn: &mut Connection) -> rusqlite::Result<Migration> {
             ));
         }
     }
+    migration.changes.extend(super::uids::migrate(&tx)?);
     tx.commit()?;
     Ok(migration)
 }
@@ -185,7 +192,8 @@ mod tests {
         )
         .unwrap();
         let m = ensure(&mut conn).unwrap();
-        assert_eq!(m.changes.len(), 3, "{m:?}");
+        // Two columns, the batch table, and the uid high-water mark.
+        assert_eq!(m.changes.len(), 4, "{m:?}");
         assert!(column_exists(&conn, "users", "node").unwrap());
         assert!(column_exists(&conn, "batch_upload_items", "userid").unwrap());
         let email: String = conn

@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::{map_err, SqliteDb};
+use super::{map_err, uids, SqliteDb};
 use crate::db::{DbResult, NewUser, UserPlan, UserRecord, UserState, UsersDb};
 
 /// The service string stored in `users.service`.
@@ -35,12 +35,16 @@ fn accounts(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 fn insert(conn: &Connection, email: &str, new: &NewUser, now_ms: i64) -> rusqlite::Result<i64> {
+    // An explicit uid: SQLite's own choice (max + 1) would hand a deleted
+    // account's uid to the next account.
+    let uid = uids::next(conn)?;
     conn.prepare_cached(
-        "INSERT INTO users (service, email, generation, client_state, created_at, replaced_at,
-                            keys_changed_at, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+        "INSERT INTO users (uid, service, email, generation, client_state, created_at,
+                            replaced_at, keys_changed_at, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)",
     )?
     .execute(params![
+        uid,
         SERVICE,
         email,
         new.generation,
@@ -49,7 +53,7 @@ fn insert(conn: &Connection, email: &str, new: &NewUser, now_ms: i64) -> rusqlit
         new.keys_changed_at,
         new.node
     ])?;
-    Ok(conn.last_insert_rowid())
+    Ok(uid)
 }
 
 impl UsersDb for SqliteDb {
@@ -128,6 +132,10 @@ impl UsersDb for SqliteDb {
         };
         tx.commit().map_err(map_err)?;
         Ok(current)
+    }
+
+    fn uid_revoked(&mut self, uid: u64) -> DbResult<bool> {
+        uids::is_revoked(self.connection(), uid).map_err(map_err)
     }
 }
 

@@ -513,16 +513,18 @@ pub fn https_forced(front: Front, prefixed: bool) {
     full_flow(&c);
 }
 
-/// public_url https://sync.example.org[/sync] behind a TLS proxy that keeps the Host
-/// header (no port) and says `X-Forwarded-Proto: https`: the request then matches
-/// public_url, and the server takes port 443 for Hawk, as the client signed.
+/// public_url https://sync.example.org[/sync] behind a TLS proxy (the test client,
+/// listed in trusted_proxies) that keeps the Host header (no port) and says
+/// `X-Forwarded-Proto: https`: the request then matches public_url, and the server
+/// takes port 443 for Hawk, as the client signed.
 pub fn https_forwarded(front: Front, prefixed: bool) {
     if skip(front) {
         return;
     }
     let prefix = if prefixed { "/sync" } else { "" };
     let public = format!("https://sync.example.org{prefix}");
-    let stack = start(front, prefixed, Some(public), "");
+    let proxies = "trusted_proxies = 127.0.0.1, ::1\n";
+    let stack = start(front, prefixed, Some(public), proxies);
     let host = ("Host", "sync.example.org");
     let mut c = login(
         &stack,
@@ -530,10 +532,10 @@ pub fn https_forwarded(front: Front, prefixed: bool) {
         &[host, ("X-Forwarded-Proto", "https")],
     );
     full_flow(&c);
-    // Without the header the request looks like plain http: the public_url check (as in
-    // the Python server) refuses it with 500 rather than letting every signature fail.
+    // Without the header the request looks like plain http: the public_url check refuses
+    // it (421: only the scheme differs) rather than letting every signature fail.
     c.extra = vec![(host.0.to_string(), host.1.to_string())];
     let r = c.send("GET", "/info/collections", &[], "");
-    assert_eq!(r.status, 500, "without X-Forwarded-Proto: {}", r.text());
+    assert_eq!(r.status, 421, "without X-Forwarded-Proto: {}", r.text());
     assert!(r.text().contains("public_url"), "{}", r.text());
 }
