@@ -490,9 +490,10 @@ fn users_list_shows_rows_and_usage() {
     );
 
     let list = list_json(&server);
+    // Usage is UTF-8 bytes: "hello" 5 + "wörld" 6.
     let expect = serde_json::json!([
         {"uid": 1, "account": "aaa@x", "created_at": 1_700_000_000_000i64,
-         "replaced_at": null, "records": 2, "bytes": 10},
+         "replaced_at": null, "records": 2, "bytes": 11},
         {"uid": 2, "account": "bbb@x", "created_at": 1_600_000_000_000i64,
          "replaced_at": 1_700_000_000_000i64, "records": 0, "bytes": 0},
         {"uid": 3, "account": "bbb@x", "created_at": 1_700_000_000_000i64,
@@ -511,7 +512,7 @@ fn users_list_shows_rows_and_usage() {
     }
     assert_eq!(
         lines[1],
-        ["1", "aaa@x", "2023-11-14", "22:13:20", "-", "2", "10"],
+        ["1", "aaa@x", "2023-11-14", "22:13:20", "-", "2", "11"],
         "{table}"
     );
     assert_eq!(

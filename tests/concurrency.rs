@@ -53,10 +53,13 @@ fn send(
 fn client(servers: &[Server], n: usize, deadline: Instant) -> Seen {
     let mut seen = Seen::default();
     let mut k = n;
+    // One token per client, as a real client holds one: every server shares the secret and
+    // node. (A token per request would be an account minting thousands, which the replay
+    // guard bounds.)
+    let user = servers[0].user(UID);
     while Instant::now() < deadline {
         k += 1;
         let server = &servers[k % servers.len()];
-        let user = server.user(UID);
         let col = k % COLLECTIONS.len();
         let path = Server::storage_path(UID, &format!("/storage/{}/c", COLLECTIONS[col]));
         let r = send(server, &user, "GET", &path, &[], "");
