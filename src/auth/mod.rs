@@ -13,23 +13,26 @@
 //!
 //! Nothing here logs tokens, keys or secrets; `Debug` output of credentials is redacted.
 
+mod expiring;
 pub mod hawk;
 pub mod metrics;
-pub mod nonce;
+pub mod replay;
 pub mod tokenlib;
 
+pub use expiring::DEFAULT_MAX_TOKENS;
 pub use hawk::{
     client_header, normalized_string, parse_authorization, payload_hash, HawkError, HawkHeader,
     HawkRequest,
 };
 pub use metrics::{hash_device_id, hash_fxa_uid, random_secret_hex, RandomUnavailable};
-pub use nonce::{
+pub use replay::{
     nonce_key, MemoryReplay, ReplayError, ReplayLimits, ReplayStore, DEFAULT_MAX_NONCES,
-    DEFAULT_MAX_TOKENS, WINDOW_SECS,
+    WINDOW_SECS,
 };
 pub use tokenlib::{derive_key, mint, mint_raw, parse, TokenError, TokenPayload, VerifiedToken};
 
-use nonce::{ceil_secs, floor_secs, token_key, ExpiringMap};
+use expiring::{ceil_secs, floor_secs, ExpiringMap};
+use replay::token_key;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 

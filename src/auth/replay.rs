@@ -1,11 +1,8 @@
-//! Self-expiring state of Hawk authentication: the verified-token cache ([`ExpiringMap`]) and
-//! the replay guard ([`ReplayGuard`]).
+//! The Hawk replay guard ([`ReplayGuard`]).
 //!
-//! The two are bounded differently on purpose. Forgetting a cached token only costs one more
-//! HMAC and HKDF, so that cache evicts when full. Forgetting a nonce would make a captured
-//! request replayable, so the replay guard **never** forgets a nonce while it could still be
-//! accepted: when an account or the whole process reaches its bound, new requests are refused
-//! (503 + Retry-After) instead.
+//! Forgetting a nonce would make a captured request replayable, so the guard **never** forgets
+//! a nonce while it could still be accepted: when an account or the whole process reaches its
+//! bound, new requests are refused (503 + Retry-After) instead.
 //!
 //! ## Why nonces need only be kept for minutes
 //!
@@ -18,114 +15,12 @@
 //! gets a 401 and fetches a new token, which learns the new offset.
 
 use ring::digest;
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
 /// How far (seconds) a request's offset-corrected timestamp may be from our clock, and so how
 /// long a nonce is kept (at most twice this). Hawk's customary window.
 pub const WINDOW_SECS: i64 = 60;
-
-/// Default cap on cached verified tokens (each ~1 KB; a client fetches a new one every ~5 min).
-pub const DEFAULT_MAX_TOKENS: usize = 10_000;
-
-/// Seconds since the epoch rounded down, saturating (NaN → 0).
-pub(crate) fn floor_secs(t: f64) -> i64 {
-    t.floor() as i64
-}
-
-/// Seconds since the epoch rounded up, saturating (NaN → 0).
-pub(crate) fn ceil_secs(t: f64) -> i64 {
-    t.ceil() as i64
-}
-
-/// A map whose entries disappear at their deadline, with a hard size cap.
-#[derive(Debug)]
-pub(crate) struct ExpiringMap<K, V> {
-    entries: HashMap<K, (i64, V)>,
-    /// Keys grouped by deadline; tokens expire on whole seconds, so buckets are few and large.
-    by_deadline: BTreeMap<i64, Vec<K>>,
-    cap: usize,
-}
-
-impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
-    /// An empty map holding at most `cap` entries.
-    pub(crate) fn new(cap: usize) -> Self {
-        ExpiringMap {
-            entries: HashMap::new(),
-            by_deadline: BTreeMap::new(),
-            cap,
-        }
-    }
-
-    /// Number of live-or-not-yet-purged entries.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// The value for `key` if its deadline is after `now`.
-    pub(crate) fn get<Q>(&self, key: &Q, now: i64) -> Option<&V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        match self.entries.get(key) {
-            Some((deadline, v)) if *deadline > now => Some(v),
-            _ => None,
-        }
-    }
-
-    /// Drop every entry whose deadline is `<= now`.
-    pub(crate) fn purge(&mut self, now: i64) {
-        while let Some(entry) = self.by_deadline.first_entry() {
-            if *entry.key() > now {
-                break;
-            }
-            for key in entry.remove() {
-                self.entries.remove(&key);
-            }
-        }
-    }
-
-    /// Remove the one entry with the nearest deadline; false if there was nothing to remove.
-    fn evict_one(&mut self) -> bool {
-        let Some(mut entry) = self.by_deadline.first_entry() else {
-            return false;
-        };
-        if let Some(key) = entry.get_mut().pop() {
-            self.entries.remove(&key);
-        }
-        if entry.get().is_empty() {
-            entry.remove();
-        }
-        true
-    }
-
-    /// Insert `key` until `deadline` unless it is already present and live; returns whether it
-    /// was inserted. Entries already past `deadline <= now` are not stored.
-    pub(crate) fn insert(&mut self, key: K, deadline: i64, value: V, now: i64) -> bool {
-        self.purge(now);
-        if self.entries.contains_key(&key) {
-            return false;
-        }
-        if deadline <= now || self.cap == 0 {
-            return true;
-        }
-        while self.entries.len() >= self.cap {
-            if !self.evict_one() {
-                break;
-            }
-        }
-        self.by_deadline
-            .entry(deadline)
-            .or_default()
-            .push(key.clone());
-        self.entries.insert(key, (deadline, value));
-        true
-    }
-}
 
 /// Bounds of the replay guard. Every bound refuses new requests when reached; none evicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,30 +436,5 @@ mod tests {
             Err(ReplayError::AccountBusy(_))
         ));
         assert_eq!(g.check(&token_key("c"), 8, NOW, "n", LATER, NOW), Ok(()));
-    }
-
-    #[test]
-    fn expiring_map_get_respects_deadline() {
-        let mut m: ExpiringMap<String, u32> = ExpiringMap::new(2);
-        assert!(m.insert("a".into(), 10, 1, 0));
-        assert_eq!(m.get("a", 9), Some(&1));
-        assert_eq!(m.get("a", 10), None);
-        assert!(!m.insert("a".into(), 10, 2, 5));
-        assert_eq!(m.get("a", 5), Some(&1));
-        m.purge(10);
-        assert_eq!(m.len(), 0);
-        assert_eq!(floor_secs(f64::NAN), 0);
-        assert_eq!(ceil_secs(f64::INFINITY), i64::MAX);
-    }
-
-    #[test]
-    fn expiring_map_cap_evicts_soonest_deadline_first() {
-        let mut m: ExpiringMap<&str, ()> = ExpiringMap::new(2);
-        assert!(m.insert("late", 500, (), 0));
-        assert!(m.insert("soon", 100, (), 0));
-        assert!(m.insert("new", 400, (), 0));
-        assert_eq!(m.len(), 2);
-        assert!(m.get("soon", 0).is_none());
-        assert!(m.get("late", 0).is_some());
     }
 }
