@@ -5,11 +5,13 @@
 //! Apache in front for real use.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
+use crate::config::PublicUrl;
 use crate::http::Request;
 
 /// Why the listener could not start.
@@ -23,8 +25,10 @@ impl std::fmt::Display for HttpError {
 }
 
 /// Serves HTTP on `addr` with `workers` threads until `shutdown` is set.
+/// Once listening, prints on stdout the URL to open (see [`banner`]).
 pub fn serve(
     addr: &str,
+    public: &PublicUrl,
     app: Arc<App>,
     workers: usize,
     max_body: usize,
@@ -34,6 +38,9 @@ pub fn serve(
         tiny_http::Server::http(addr)
             .map_err(|e| HttpError(format!("cannot listen on {addr}: {e}")))?,
     );
+    if let Some(bound) = server.server_addr().to_ip() {
+        println!("{}", banner(public, bound));
+    }
     let threads: Vec<_> = (0..workers.max(1))
         .map(|_| {
             let (server, app, shutdown) =
@@ -53,6 +60,32 @@ pub fn serve(
         let _ = t.join();
     }
     Ok(())
+}
+
+/// What `serve --http` prints once it listens: the address to open, the
+/// token server URL for Firefox, and, when `public_url` names another host,
+/// port or scheme than the listener, that requests must use public_url's
+/// (tokens and signatures name it; other addresses get 421).
+pub fn banner(public: &PublicUrl, bound: SocketAddr) -> String {
+    let url = &public.url;
+    let mut text = format!(
+        "syncserver-fcgi: plain HTTP on {bound}, for local trials (use nginx or Apache in production).\n\
+         Open {url}/ to see it answer; in Firefox set about:config\n\
+         identity.sync.tokenserver.uri = {url}/token/1.0/sync/1.5"
+    );
+    let host = match bound.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let same_host = bound.ip().is_unspecified() || public.host == host;
+    if public.scheme != "http" || public.port != bound.port() || !same_host {
+        text.push_str(&format!(
+            "\nNote: public_url is {url}, but this listens on http://{bound}: requests must use \
+             public_url's scheme, host and port (others get 421 Misdirected Request). \
+             Open {url}/, or set public_url = http://{bound}/ in the config file."
+        ));
+    }
+    text
 }
 
 fn answer(app: &App, mut req: tiny_http::Request, max_body: usize) {
@@ -108,5 +141,46 @@ fn answer(app: &App, mut req: tiny_http::Request, max_body: usize) {
     }
     if let Err(e) = req.respond(out) {
         log::debug!("HTTP listener: client went away: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(url: &str) -> PublicUrl {
+        PublicUrl::parse(url).unwrap()
+    }
+
+    #[test]
+    fn banner_names_the_url_to_open() {
+        let bound: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b = banner(&public("http://127.0.0.1:5000/"), bound);
+        assert!(b.contains("Open http://127.0.0.1:5000/ "), "{b}");
+        assert!(
+            b.contains("tokenserver.uri = http://127.0.0.1:5000/token/1.0/sync/1.5"),
+            "{b}"
+        );
+        assert!(!b.contains("Note:"), "{b}");
+        // Listening everywhere: any host may be the right one.
+        let any: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        assert!(!banner(&public("http://sync.lan:5000"), any).contains("Note:"));
+    }
+
+    #[test]
+    fn banner_warns_when_public_url_names_another_address() {
+        let bound: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        for url in [
+            "http://localhost:5000/",
+            "http://127.0.0.1:5001/",
+            "https://127.0.0.1:5000/",
+        ] {
+            let b = banner(&public(url), bound);
+            assert!(b.contains("Note: public_url is"), "{url}: {b}");
+            assert!(b.contains("421"), "{url}: {b}");
+            assert!(b.contains("public_url = http://127.0.0.1:5000/"), "{b}");
+        }
+        let v6: SocketAddr = "[::1]:5000".parse().unwrap();
+        assert!(!banner(&public("http://[::1]:5000"), v6).contains("Note:"));
     }
 }

@@ -320,7 +320,15 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
                 "serving {} over plain HTTP on {addr} for local trials; use nginx or Apache (FastCGI) in production",
                 settings.public_url.url
             );
-            devhttp::serve(addr, app, built.workers, max_body, shutdown).map_err(|e| e.to_string())
+            devhttp::serve(
+                addr,
+                &settings.public_url,
+                app,
+                built.workers,
+                max_body,
+                shutdown,
+            )
+            .map_err(|e| e.to_string())
         }
         (None, None) => Err("no listener".to_string()),
     };

@@ -269,7 +269,7 @@ fn purge_removes_exactly_what_it_should() {
 
     let out = ok(&cli(&server, &["users", "delete", "4", "--yes"]));
     assert!(
-        out.contains(&format!("ccc@{FXA}")) && out.contains("1 records removed"),
+        out.contains(&format!("ccc@{FXA}")) && out.contains("1 record removed"),
         "{out}"
     );
     // The deleted account's token is refused from now on (tests/trust_accounts.rs).
@@ -621,6 +621,90 @@ fn users_delete_by_uid_account_and_email() {
     let list = list_json(&server);
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["uid"], 6);
+}
+
+/// The prompt and the result count the same records: live ones and expired
+/// ones not purged yet (both go), and say so; "1 record", not "1 records".
+#[test]
+fn users_delete_counts_what_it_removes() {
+    let server = Server::start("");
+    let mut c = db(&server);
+    let created = now_s() * 1000 - 1000;
+    insert_user(&c, 1, &format!("acct1@{FXA}"), created, None);
+    insert_user(&c, 2, &format!("acct2@{FXA}"), created, None);
+    let s = Session::new(&server, 1);
+    for id in ["a", "b", "c", "d", "e"] {
+        put(
+            &s,
+            &format!("/storage/bookmarks/{id}"),
+            r#"{"payload": "data"}"#,
+        );
+    }
+    put(
+        &Session::new(&server, 2),
+        "/storage/tabs/t",
+        r#"{"payload": "tab"}"#,
+    );
+    let bookmarks = cid(&c, "bookmarks");
+    insert_expiring(&mut c, 1, bookmarks, "old", 1, now_s() - 10);
+    let ini = ini(&server);
+    let err = fails(&cli_with(&ini, &["users", "delete", "1"], Some("n\n")));
+    assert!(
+        err.contains("(uid 1; 6 records, of which 1 expired, 24 bytes)?"),
+        "{err}"
+    );
+    let o = cli_with(&ini, &["users", "delete", "1"], Some("y\n"));
+    assert!(
+        stderr(&o).contains("6 records, of which 1 expired"),
+        "{}",
+        stderr(&o)
+    );
+    let out = ok(&o);
+    assert!(
+        out.contains("6 records removed (expired ones included)"),
+        "{out}"
+    );
+    let err = fails(&cli_with(&ini, &["users", "delete", "2"], Some("no\n")));
+    assert!(
+        err.contains("(uid 2; 1 record, none expired, 3 bytes)?"),
+        "{err}"
+    );
+    let out = ok(&cli(&server, &["users", "delete", "2", "--yes"]));
+    assert!(out.contains(": 1 record removed"), "{out}");
+}
+
+/// check-config names the closest known key for a misspelt one, and a missing
+/// public_url names the misspelt key that is there.
+#[test]
+fn check_config_suggests_known_keys() {
+    let dir = TempDir::new();
+    let ini = dir.join("syncserver.ini");
+    std::fs::write(
+        &ini,
+        "[syncserver]\npublc_url = http://localhost:5000\nsecret = s3cret\n",
+    )
+    .unwrap();
+    let err = fails(&cli_with(&ini, &["check-config"], None));
+    assert!(
+        err.contains("`public_url` is not set ([syncserver] publc_url (")
+            && err.contains(":2) is there: did you mean public_url?)"),
+        "{err}"
+    );
+    std::fs::write(
+        &ini,
+        "[syncserver]\npublic_url = http://localhost:5000\nsecret = s3cret\nsqlrui = x\n\
+         [storage]\nquota_sise = 5\ntoken_duration = 60\n",
+    )
+    .unwrap();
+    let out = ok(&cli_with(&ini, &["check-config"], None));
+    for hint in [
+        "[syncserver] sqlrui",
+        "did you mean sqluri?",
+        "did you mean quota_size?",
+        "did you mean [tokenserver] token_duration?",
+    ] {
+        assert!(out.contains(hint), "{hint}: {out}");
+    }
 }
 
 #[test]

@@ -116,6 +116,14 @@ fn units_have_the_keys_the_deployment_relies_on() {
         // Every file parses as assignments in sections.
         assert!(!entries(&unit(name)).is_empty(), "{name}");
     }
+    // Every service documents itself with this project's README, where the setup
+    // comment installs it (not the Python server's repository).
+    let readme = "file:/usr/local/share/doc/syncserver-fcgi/README.md";
+    for name in UNITS.iter().filter(|n| n.ends_with(".service")) {
+        assert_eq!(one(name, "Unit", "Documentation"), readme, "{name}");
+    }
+    assert!(unit(service)
+        .contains("install -D -m 644 README.md /usr/local/share/doc/syncserver-fcgi/README.md"));
 }
 
 /// `systemd-analyze verify`, with the binary path pointed at the one under test (it checks

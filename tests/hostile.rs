@@ -711,7 +711,7 @@ fn hostile_table() {
         let auth = authorization(&server, &ctx, case);
         let r = send(&server, case, auth);
         let mut bad = Vec::new();
-        // Only rows that expect it (the Python server's public_url message) may be 500.
+        // No row expects 500 (a public_url mismatch is 421 now): a 500 is always a finding.
         if r.status == 500 && case.status != 500 {
             bad.push("answered 500".to_string());
         }

@@ -187,8 +187,9 @@ fn public_url_checks() {
     let server = Server::start("");
     let s = Session::new(&server, 55);
     let path = s.path("/info/collections");
-    // Wrong Host: the Python server's 500 JSON message, for every route that
-    // needs the address (storage and token), signed or not.
+    // Wrong Host or port: 421 (Misdirected Request, not a server fault) with the
+    // Python server's JSON message, both addresses and the fix, for every route
+    // that needs the address (storage and token), signed or not.
     for host in ["evil.example:5000", "localhost:5001", "localhost"] {
         let auth = server.hawk(&s.user, "GET", &path, &[], b"", false);
         let r = server.request(
@@ -197,7 +198,7 @@ fn public_url_checks() {
             &[("Host", host), ("Authorization", &auth)],
             b"",
         );
-        assert_eq!(r.status, 500, "{host}");
+        assert_eq!(r.status, 421, "{host}");
         assert_eq!(hdr(&r, "Content-Type"), "application/json");
         let v = json(&r);
         assert_eq!(v["status"], "error");
@@ -211,7 +212,22 @@ fn public_url_checks() {
             "{msg}"
         );
         assert!(msg.contains("force_wsgi_environ"), "{msg}");
+        assert!(
+            msg.contains(&format!("application url is:    http://{host}")),
+            "{msg}"
+        );
+        assert!(msg.contains("set public_url to"), "{msg}");
     }
+    for path in ["/token/1.0/sync/1.5", "/1.0/sync/1.5"] {
+        let r = server.request("GET", path, &[("Host", "127.0.0.1:5000")], b"");
+        assert_eq!(r.status, 421, "{path}: {}", r.text());
+        assert!(r.text().contains("http://127.0.0.1:5000"), "{}", r.text());
+    }
+    assert!(
+        server.log().contains("requests arrive for"),
+        "{}",
+        server.log()
+    );
     // A client's own X-Forwarded-Proto is ignored (no trusted_proxies): the request
     // stays the plain http one it is, and unsigned it gets the usual 401.
     let r = server.request("GET", &path, &[("X-Forwarded-Proto", "https")], b"");
@@ -279,4 +295,68 @@ fn prefixed_public_url_and_both_layouts() {
     let r = plain.signed(&s.user, "PUT", "/1.5/57/storage/col/b", &JSON_CT, b"{}");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.get_json("/storage/col"), serde_json::json!(["b"]));
+}
+
+/// The local trial as the README runs it: the shipped `syncserver.ini` with
+/// `serve --http 127.0.0.1:5000` (on a free port here). The banner names the URL
+/// to open, a token request on it reaches the tokenserver (401 without
+/// credentials, not a public_url error), and a request naming another host gets
+/// 421 with both addresses.
+#[test]
+fn local_trial_with_the_shipped_ini() {
+    use common::webservers::{free_port, http_exchange};
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/syncserver.ini");
+    let text = std::fs::read_to_string(shipped).unwrap();
+    assert!(text.contains("\npublic_url = http://127.0.0.1:5000/\n"));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains("-- --config syncserver.ini serve --http 127.0.0.1:5000\n"),
+        "README's run command"
+    );
+    let dir = common::TempDir::new();
+    let port = free_port();
+    let ini = dir.join("syncserver.ini");
+    std::fs::write(&ini, text.replace(":5000/", &format!(":{port}/"))).unwrap();
+    let mut child = Command::new(common::BIN)
+        .arg("--config")
+        .arg(&ini)
+        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..3 {
+        out.read_line(&mut banner).unwrap();
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let get = |host: &str, path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        http_exchange(port, req.as_bytes()).unwrap()
+    };
+    let token = get(&format!("127.0.0.1:{port}"), "/token/1.0/sync/1.5");
+    let other = get(&format!("localhost:{port}"), "/token/1.0/sync/1.5");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(banner.contains(&format!("Open {url}/ ")), "{banner}");
+    assert!(
+        banner.contains(&format!("{url}/token/1.0/sync/1.5")),
+        "{banner}"
+    );
+    assert!(!banner.contains("Note:"), "{banner}");
+    assert_eq!(token.status, 401, "{}", token.text());
+    assert_eq!(other.status, 421, "{}", other.text());
+    let msg = other.text();
+    assert!(
+        msg.contains(&format!("public_url setting is: {url}"))
+            && msg.contains(&format!("application url is:    http://localhost:{port}")),
+        "{msg}"
+    );
 }

@@ -97,14 +97,23 @@ pub fn delete_user(
         }
     };
     let rows: Vec<&UserSummary> = users.iter().filter(|u| u.email == email).collect();
-    let records: i64 = rows.iter().map(|u| u.records).sum();
-    let bytes: i64 = rows.iter().map(|u| u.bytes).sum();
+    // The prompt and the result count the same thing: every stored record,
+    // expired ones not purged yet included (they go too).
+    let expired: i64 = rows.iter().map(|u| u.expired_records).sum();
+    let records: i64 = rows.iter().map(|u| u.records).sum::<i64>() + expired;
+    let bytes: i64 = rows.iter().map(|u| u.bytes + u.expired_bytes).sum();
     let uids: Vec<String> = rows.iter().map(|u| u.uid.to_string()).collect();
     if !yes {
+        let expired = match expired {
+            0 => "none expired".to_string(),
+            n => format!("of which {n} expired"),
+        };
         let _ = write!(
             prompt,
-            "Delete account {email} (uid {}; {records} records, {bytes} bytes)? This cannot be undone. [y/N] ",
-            uids.join(", ")
+            "Delete account {email} (uid {}; {}, {expired}, {})? This cannot be undone. [y/N] ",
+            uids.join(", "),
+            count(records, "record"),
+            count(bytes, "byte"),
         );
         let _ = prompt.flush();
         let mut answer = String::new();
@@ -132,9 +141,19 @@ pub fn delete_user(
         }
     }
     Ok(format!(
-        "deleted account {email} (uid {}): {gone} records removed",
-        uids.join(", ")
+        "deleted account {email} (uid {}): {} removed (expired ones included)",
+        uids.join(", "),
+        count(gone as i64, "record")
     ))
+}
+
+/// `1 record`, `2 records`.
+fn count(n: i64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 #[cfg(test)]
@@ -149,7 +168,16 @@ mod tests {
             replaced_at: None,
             records: 0,
             bytes: 0,
+            expired_records: 0,
+            expired_bytes: 0,
         }
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(0, "record"), "0 records");
+        assert_eq!(count(1, "record"), "1 record");
+        assert_eq!(count(6, "byte"), "6 bytes");
     }
 
     #[test]

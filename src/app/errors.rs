@@ -26,7 +26,12 @@ pub enum AppError {
     MethodNotAllowed(&'static str),
     /// The web server sent no usable request (400).
     BadGateway(&'static str),
-    /// The request's host/scheme/prefix do not match `public_url` (500, JSON).
+    /// The request's host or port does not match `public_url` (421, JSON):
+    /// it reached a server that is not configured for the authority it names
+    /// (e.g. `127.0.0.1` when public_url says `localhost`). Tokens and Hawk
+    /// signatures name public_url, so nothing could work; the fix is in the
+    /// configuration or the client's URL, not a server fault (the Python
+    /// server answered 500).
     PublicUrlMismatch {
         /// The configured public_url.
         expected: String,
@@ -94,9 +99,15 @@ pub fn to_response(err: AppError) -> Response {
             zero(400)
         }
         AppError::PublicUrlMismatch { expected, actual } => {
-            let body =
-                serde_json::json!({"status": "error", "errors": [mismatch(&expected, &actual)]});
-            Response::json(500, body.to_string())
+            let msg = format!(
+                "{}\nThis request was addressed to {actual}, but this server is configured for\n\
+                 {expected}: use that address (the one in public_url), or set public_url to\n\
+                 the URL Firefox uses; behind a proxy that rewrites Host, set\n\
+                 force_wsgi_environ = true.",
+                mismatch(&expected, &actual)
+            );
+            let body = serde_json::json!({"status": "error", "errors": [msg]});
+            Response::json(421, body.to_string())
         }
         AppError::SchemeMismatch { expected, actual } => {
             let msg = format!(
@@ -324,15 +335,22 @@ mod tests {
             "Unsupported Media Type: text/html"
         );
         let r = to_response(AppError::PublicUrlMismatch {
-            expected: "http://a".into(),
-            actual: "http://b".into(),
+            expected: "http://localhost:5000".into(),
+            actual: "http://127.0.0.1:5000".into(),
         });
-        assert_eq!(r.status, 500);
+        assert_eq!(r.status, 421);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert!(v["errors"][0]
-            .as_str()
-            .unwrap()
-            .contains("public_url setting is: http://a"));
+        let msg = v["errors"][0].as_str().unwrap();
+        for part in [
+            "The public_url setting doesn't match the application url.",
+            "public_url setting is: http://localhost:5000",
+            "application url is:    http://127.0.0.1:5000",
+            "addressed to http://127.0.0.1:5000",
+            "set public_url to\nthe URL Firefox uses",
+            "force_wsgi_environ = true",
+        ] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
     }
 
     #[test]

@@ -5,12 +5,12 @@ pub mod errors;
 pub mod origin;
 pub mod routes;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::config::{PublicUrl, TrustedProxies};
 use crate::http::Request;
 use crate::http::Response;
+use crate::logonce::RateLimit;
 use crate::storage::Storage;
 use crate::timestamp::{self, ceil_tick, now_ms};
 use crate::tokenserver::Tokenserver;
@@ -40,7 +40,8 @@ pub struct App {
     config: AppConfig,
     storage: Storage,
     tokenserver: Tokenserver,
-    mismatch_logged: AtomicBool,
+    /// A misaddressed request is logged at most once a minute.
+    mismatch_log: RateLimit,
 }
 
 impl App {
@@ -50,7 +51,7 @@ impl App {
             config,
             storage,
             tokenserver,
-            mismatch_logged: AtomicBool::new(false),
+            mismatch_log: RateLimit::new(),
         }
     }
 
@@ -157,14 +158,15 @@ impl App {
     }
 
     fn log_mismatch(&self, actual: &str) {
-        if !self.mismatch_logged.swap(true, Ordering::Relaxed) {
+        if self.mismatch_log.due() {
             log::warn!(
                 "requests arrive for {actual} but public_url is {}: clients sign their requests for \
                  the address in public_url, so set public_url to the address Firefox uses (scheme, \
                  host, port and path), make the web server pass the original Host header (nginx: \
                  fastcgi_param HTTP_HOST $http_host), list a TLS proxy in front of the web server \
                  in trusted_proxies so that its X-Forwarded-Proto counts, or set \
-                 force_wsgi_environ = true if a proxy rewrites the address. (Logged once.)",
+                 force_wsgi_environ = true if a proxy rewrites the address; such requests get 421 \
+                 (logged at most once a minute).",
                 self.config.public_url.url
             );
         }

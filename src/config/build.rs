@@ -118,6 +118,7 @@ fn public_url(ctx: &mut Ctx<'_>) -> Result<PublicUrl, ConfigError> {
             section: "syncserver".into(),
             key: "public_url".into(),
             env_var: Some("SYNCSERVER_PUBLIC_URL".into()),
+            near_miss: known::near_miss(ctx, "syncserver", "public_url"),
         });
     };
     let (url, dropped_port) = PublicUrl::parse_detailed(&raw)

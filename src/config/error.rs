@@ -80,6 +80,8 @@ pub enum ConfigError {
         key: String,
         /// The environment variable that can provide it instead, if any.
         env_var: Option<String>,
+        /// An unknown option in the file that looks like a misspelling of it.
+        near_miss: Option<String>,
     },
     /// A setting has a value we cannot use.
     Invalid {
@@ -122,10 +124,15 @@ impl fmt::Display for ConfigError {
                 section,
                 key,
                 env_var,
+                near_miss,
             } => {
+                write!(f, "`{key}` is not set")?;
+                if let Some(near) = near_miss {
+                    write!(f, " ({near} is there: did you mean {key}?)")?;
+                }
                 write!(
                     f,
-                    "`{key}` is not set: add `{key} = ...` to the [{section}] section of the config file"
+                    ": add `{key} = ...` to the [{section}] section of the config file"
                 )?;
                 match env_var {
                     Some(v) => write!(f, " (or set the environment variable {v})"),

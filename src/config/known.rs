@@ -236,13 +236,145 @@ fn check_keys(ctx: &mut Ctx<'_>, section: &str, rules: &[Rule]) {
                 } else {
                     ""
                 };
+                let advice = match suggest(section, key) {
+                    Some((s, name)) if s == section => format!("did you mean {name}?"),
+                    Some((s, name)) => format!("did you mean [{s}] {name}?"),
+                    None => "check the spelling".to_string(),
+                };
                 ctx.note(
                     NoteLevel::Warning,
-                    format!(
-                        "{origin} is not a setting we know: ignored{extra}; check the spelling"
-                    ),
+                    format!("{origin} is not a setting we know: ignored{extra}; {advice}"),
                 );
             }
         }
+    }
+}
+
+/// Sections whose options we know, for suggestions.
+const KNOWN_SECTIONS: &[&str] = &[
+    "syncserver",
+    "tokenserver",
+    "storage",
+    "hawkauth",
+    "fxa",
+    "oauth",
+    "browserid",
+    "endpoints",
+];
+
+/// Edit distance (insertions, deletions, substitutions of characters).
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Whether `key` is close enough to `name` to be a misspelling of it: at most
+/// one edit in three characters (and always one).
+fn close(key: &str, name: &str) -> Option<usize> {
+    let d = levenshtein(key, name);
+    let longest = key.chars().count().max(name.chars().count());
+    (d <= (longest / 3).max(1)).then_some(d)
+}
+
+/// The known option (of those we read) closest to an unknown `key` of
+/// `section`: one of the same section, unless another section has a strictly
+/// closer one (an option put in the wrong section).
+fn suggest(section: &str, key: &str) -> Option<(&'static str, &'static str)> {
+    let mut best: Option<(usize, bool, &'static str, &'static str)> = None;
+    for &other in KNOWN_SECTIONS {
+        let Kind::Keys(rules) = kind(other) else {
+            continue;
+        };
+        for (name, u) in rules {
+            if !matches!(u, Use::Read) || name.ends_with('*') {
+                continue;
+            }
+            let Some(d) = close(key, name) else { continue };
+            // Lower distance wins; on a tie the key's own section wins.
+            let rank = (d, other != section);
+            if best.is_none_or(|(bd, bo, _, _)| rank < (bd, bo)) {
+                best = Some((d, other != section, other, name));
+            }
+        }
+    }
+    best.map(|(_, _, s, name)| (s, name))
+}
+
+/// An option present in the file, not one we know, that looks like a
+/// misspelling of the required `[section] key`, for the "not set" error.
+pub(super) fn near_miss(ctx: &Ctx<'_>, section: &str, key: &str) -> Option<String> {
+    let mut best: Option<(usize, bool, String)> = None;
+    for s in ctx.ini.sections() {
+        let rules = match kind(s) {
+            Kind::Keys(rules) => rules,
+            Kind::Unknown => &[][..],
+            _ => continue,
+        };
+        for k in ctx.ini.keys(s) {
+            if lookup(rules, k).is_some() {
+                continue;
+            }
+            let Some(d) = close(k, key) else { continue };
+            let rank = (d, s != section);
+            if best.as_ref().is_none_or(|(bd, bo, _)| rank < (*bd, *bo)) {
+                best = Some((d, s != section, ctx.origin(s, k).to_string()));
+            }
+        }
+    }
+    best.map(|(_, _, origin)| origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(levenshtein("", ""), 0);
+        assert_eq!(levenshtein("abc", ""), 3);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("publc_url", "public_url"), 1);
+        assert_eq!(levenshtein("publicurl", "public_url"), 1);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("sqlrui", "sqluri"), 2);
+        assert_eq!(levenshtein("é", "e"), 1);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("syncserver", "publc_url"),
+            Some(("syncserver", "public_url"))
+        );
+        assert_eq!(
+            suggest("syncserver", "secrets"),
+            Some(("syncserver", "secret"))
+        );
+        assert_eq!(suggest("storage", "quota"), None, "too far from quota_size");
+        assert_eq!(
+            suggest("storage", "max_post_record"),
+            Some(("storage", "max_post_records"))
+        );
+        // An option of another section, written in the wrong one.
+        assert_eq!(
+            suggest("syncserver", "token_duration"),
+            Some(("tokenserver", "token_duration"))
+        );
+        // `sqluri` is read in three sections: the key's own wins the tie.
+        assert_eq!(suggest("storage", "sqlur"), Some(("storage", "sqluri")));
+        assert_eq!(suggest("syncserver", "colour"), None);
+        assert_eq!(suggest("hawkauth", "weird"), None);
     }
 }

@@ -520,6 +520,12 @@ fn unknown_and_python_only_keys_are_notes_not_errors() {
     );
     let (s, _) = ok(&text, &[]);
     assert!(has_note(&s, NoteLevel::Warning, "[syncserver] publicurl"));
+    assert!(has_note(&s, NoteLevel::Warning, "did you mean public_url?"));
+    assert!(has_note(
+        &s,
+        NoteLevel::Warning,
+        "is not a setting we know: ignored (the Python server refused to start with it); check the spelling"
+    ));
     assert!(has_note(&s, NoteLevel::Info, "[storage] pool_size"));
     assert!(has_note(&s, NoteLevel::Warning, "[hawkauth] nonce_cache"));
     assert!(has_note(&s, NoteLevel::Warning, "refused to start"));
@@ -579,4 +585,45 @@ fn default_config_path_lookup() {
         default_config_path(&env(&[])).is_some(),
         std::path::Path::new("syncserver.ini").is_file()
     );
+}
+
+#[test]
+fn misspelt_keys_get_suggestions() {
+    let text = "[syncserver]\npublic_url = https://h.example\nsecrets = x\ntoken_duration = 60\n[storage]\nmax_post_record = 5\n";
+    let (s, _) = ok(text, &[]);
+    assert!(
+        has_note(
+            &s,
+            NoteLevel::Warning,
+            "syncserver.ini:3) is not a setting we know: ignored; did you mean secret?"
+        ),
+        "{:?}",
+        s.notes
+    );
+    assert!(has_note(
+        &s,
+        NoteLevel::Warning,
+        "did you mean [tokenserver] token_duration?"
+    ));
+    assert!(has_note(
+        &s,
+        NoteLevel::Warning,
+        "did you mean max_post_records?"
+    ));
+}
+
+#[test]
+fn missing_public_url_names_the_misspelt_key() {
+    let e = err("[syncserver]\npublc_url = https://h.example\n", &[]).to_string();
+    assert!(
+        e.starts_with("`public_url` is not set ([syncserver] publc_url ("),
+        "{e}"
+    );
+    assert!(e.contains(":2) is there: did you mean public_url?)"), "{e}");
+    // In a misspelt section, or another section, too.
+    let e = err("[syncsever]\npublic_url = https://h.example\n", &[]).to_string();
+    assert!(e.contains("[syncsever] public_url ("), "{e}");
+    // Nothing close: the plain message.
+    let e = err("[syncserver]\nsecret = abc\n", &[]).to_string();
+    assert!(!e.contains("did you mean"), "{e}");
 }

@@ -23,6 +23,10 @@ pub struct UserSummary {
     pub records: i64,
     /// Live payload bytes.
     pub bytes: i64,
+    /// Expired records not purged yet (still stored: `users delete` removes them too).
+    pub expired_records: i64,
+    /// Their payload bytes.
+    pub expired_bytes: i64,
 }
 
 /// Database-wide figures, for `stats`.

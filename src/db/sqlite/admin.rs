@@ -134,10 +134,15 @@ impl AdminDb for SqliteDb {
         let mut stmt = conn
             .prepare(
                 "SELECT u.uid, u.email, u.created_at, u.replaced_at,
-                        COALESCE(b.n, 0), COALESCE(b.bytes, 0)
+                        COALESCE(b.n, 0), COALESCE(b.bytes, 0),
+                        COALESCE(b.expired, 0), COALESCE(b.expired_bytes, 0)
                  FROM users u
-                 LEFT JOIN (SELECT userid, COUNT(*) AS n, SUM(payload_size) AS bytes
-                            FROM bso WHERE ttl > ?1 GROUP BY userid) b ON b.userid = u.uid
+                 LEFT JOIN (SELECT userid,
+                                   SUM(ttl > ?1) AS n,
+                                   SUM(CASE WHEN ttl > ?1 THEN payload_size ELSE 0 END) AS bytes,
+                                   SUM(ttl <= ?1) AS expired,
+                                   SUM(CASE WHEN ttl <= ?1 THEN payload_size ELSE 0 END) AS expired_bytes
+                            FROM bso GROUP BY userid) b ON b.userid = u.uid
                  WHERE u.service = ?2
                  ORDER BY u.email, u.created_at, u.uid",
             )
@@ -151,6 +156,8 @@ impl AdminDb for SqliteDb {
                     replaced_at: r.get(3)?,
                     records: r.get(4)?,
                     bytes: r.get(5)?,
+                    expired_records: r.get(6)?,
+                    expired_bytes: r.get(7)?,
                 })
             })
             .map_err(map_err)?;

@@ -1,5 +1,5 @@
 //! The replay guard shared by every process on one database (mod_fcgid runs several): the
-//! same rules as `auth::nonce::ReplayGuard`, kept in a small SQLite file beside the database.
+//! same rules as `auth::replay::ReplayGuard`, kept in a small SQLite file beside the database.
 //!
 //! A separate file, so that recording a nonce on every request never takes the main
 //! database's write lock, which storage writes need. Its transactions are short (a handful of
@@ -283,7 +283,7 @@ static FAULT_LOG: crate::logonce::RateLimit = crate::logonce::RateLimit::new();
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::nonce::token_key;
+    use crate::auth::replay::token_key;
 
     const NOW: i64 = 1_700_000_000;
     const LATER: i64 = NOW + 7200;
