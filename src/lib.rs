@@ -29,6 +29,7 @@ pub mod fcgi;
 pub mod front;
 pub mod http;
 pub mod logonce;
+pub mod preflight;
 pub mod pyjson;
 pub mod serve;
 pub mod storage;
