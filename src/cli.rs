@@ -53,9 +53,10 @@ const CHECK_HELP: &str = "\
 Usage: syncserver-fcgi [--config FILE] check-config [--as-user USER]
 
 Prints the effective settings (secrets masked) and every note about the
-configuration, then checks the database the way `serve` will open it: its
-directory exists and is writable, and the database and its -wal, -shm and
--replay files, where present, are readable and writable. Reports every
+configuration, then checks what `serve` will read and open: the ini (and a JWKs
+file) are readable, the database directory exists and is writable, and the
+database and its -wal, -shm and -replay files, where present, are readable and
+writable. Reports every
 problem found; exits non-zero when the configuration has errors or a problem
 was found. Creates nothing.
 

@@ -55,17 +55,25 @@ pub fn check_config(path: Option<&Path>, as_user: Option<&str>) -> ExitCode {
         }
     };
     println!("{}", config::report(&settings));
-    let problems =
-        match preflight::run_as(&user, || preflight::database_problems(&settings.database)) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("syncserver-fcgi: {e}");
-                return ExitCode::from(2);
-            }
-        };
-    println!("Database, checked as {user}:");
+    let files: Vec<&Path> = [&settings.config_path, &settings.oauth_jwks_file]
+        .into_iter()
+        .filter_map(|f| f.as_deref())
+        .collect();
+    let checks = || {
+        let mut p = preflight::unreadable_files(&files);
+        p.extend(preflight::database_problems(&settings.database));
+        p
+    };
+    let problems = match preflight::run_as(&user, checks) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("syncserver-fcgi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("Files and database, checked as {user}:");
     if problems.is_empty() {
-        println!("  OK: serve can open it.");
+        println!("  OK: serve can read its files and open the database.");
     }
     for p in &problems {
         println!("  [problem] {p}");

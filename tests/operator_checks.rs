@@ -137,6 +137,17 @@ fn check_config_as_user_reports_every_problem_of_that_user() {
     assert!(out.contains("cannot read and write the database"), "{out}");
     assert!(out.contains("www-data"), "{out}");
 
+    // An ini www-data cannot read (mod_fcgid starts us as www-data) is one more.
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = run(&ini, &["check-config", "--as-user", "www-data"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(out.matches("[problem]").count(), 3, "{}", text(&o));
+    assert!(
+        out.contains("cannot read") && out.contains("syncserver.ini"),
+        "{out}"
+    );
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
+
     // Given to www-data, it passes as www-data.
     chown(&data, "www-data");
     chown(&db, "www-data");

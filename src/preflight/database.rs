@@ -119,6 +119,23 @@ pub fn database_problems(uri: &DatabaseUri) -> Vec<String> {
     problems
 }
 
+/// The files `serve` reads at start-up (the ini, a JWKs file) that the current
+/// user cannot read.
+pub fn unreadable_files(files: &[&Path]) -> Vec<String> {
+    let who = current_user();
+    files
+        .iter()
+        .filter_map(|f| {
+            access(f, libc::R_OK).err().map(|e| {
+                format!(
+                    "{who} cannot read {}: {e} (serve reads it at start-up)",
+                    f.display()
+                )
+            })
+        })
+        .collect()
+}
+
 /// An empty file is a new database to SQLite; anything else must start with its header.
 fn sqlite_header(path: &Path) -> Result<(), String> {
     let mut head = Vec::with_capacity(16);

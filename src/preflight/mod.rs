@@ -11,6 +11,6 @@ mod database;
 mod socket;
 mod users;
 
-pub use database::database_problems;
+pub use database::{database_problems, unreadable_files};
 pub use socket::socket_warning;
 pub use users::{current_user, lookup_group, lookup_user, run_as, User};
