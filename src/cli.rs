@@ -15,12 +15,14 @@ A Firefox Sync 1.5 server (tokenserver + storage) as a FastCGI responder.
 
 Commands:
   serve          serve FastCGI requests (the default)
-  check-config   print the effective settings (secrets masked) and any problems
+  check-config   print the effective settings (secrets masked), check the database
+                 the way `serve` will open it, and report every problem
   purge          remove expired records, stale batches and data of removed accounts
   users list     list accounts with their usage
   users delete ACCOUNT|UID   delete an account and all its data
   stats          figures about the database
   backup FILE    write a consistent copy of the live database to FILE
+  secret         print the secret in effect (for an external storage node or a load test)
   help           print this text (`COMMAND --help` for one command)
   version        print the version
 
@@ -39,6 +41,8 @@ Options:
   --bind ADDR         listen on unix:PATH or HOST:PORT. Without it the socket comes
                       from systemd (LISTEN_FDS) or from stdin (mod_fcgid, spawn-fcgi)
   --socket-mode MODE  permissions of a unix socket we create, octal (default 660)
+  --socket-group GROUP  group (name or gid) of a unix socket we create, e.g. www-data,
+                      so the web server can connect with mode 660
   --workers N         requests handled at once, one database session each (default 4)
   --max-connections N web-server connections held open at once (default 768); when
                       full, the one idle longest is closed to make room
@@ -46,10 +50,31 @@ Options:
                       locally (e.g. --http 127.0.0.1:5000); not for production";
 
 const CHECK_HELP: &str = "\
-Usage: syncserver-fcgi [--config FILE] check-config
+Usage: syncserver-fcgi [--config FILE] check-config [--as-user USER]
 
 Prints the effective settings (secrets masked) and every note about the
-configuration; exits non-zero when the configuration has errors.";
+configuration, then checks what `serve` will read and open: the ini (and a JWKs
+file) are readable, the database directory exists and is writable, and the
+database and its -wal, -shm and -replay files, where present, are readable and
+writable. Reports every
+problem found; exits non-zero when the configuration has errors or a problem
+was found. Creates nothing.
+
+Options:
+  --as-user USER  run the database checks as USER (its uid and groups), e.g. the
+                  web server's www-data under mod_fcgid; needs root";
+
+const SECRET_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] secret [--metrics]
+
+Prints the secret in effect: `secret` from the configuration (the last one, which
+signs new tokens, when several are given), else the one the server generated
+and stored in the database, generating and storing it now if the server never
+ran (as `serve` would). Needed by an external storage node that must share it,
+and by a load test (`syncload --secret`). Never logged.
+
+Options:
+  --metrics  print the metrics secret (for hashed_fxa_uid) instead";
 
 const PURGE_HELP: &str = "\
 Usage: syncserver-fcgi [--config FILE] purge [OPTIONS]
@@ -97,6 +122,8 @@ pub struct ServeOptions {
     pub bind: Option<BindAddr>,
     /// `--socket-mode`.
     pub socket_mode: u32,
+    /// `--socket-group`, as given (a name or gid, resolved at start-up).
+    pub socket_group: Option<String>,
     /// `--workers`.
     pub workers: usize,
     /// `--max-connections`.
@@ -110,6 +137,7 @@ impl Default for ServeOptions {
         ServeOptions {
             bind: None,
             socket_mode: 0o660,
+            socket_group: None,
             workers: 4,
             max_connections: 768,
             http: None,
@@ -135,6 +163,11 @@ pub enum AdminCommand {
     Stats,
     /// `backup FILE`.
     Backup(PathBuf),
+    /// `secret`: print the secret in effect.
+    Secret {
+        /// `--metrics`: the metrics secret instead.
+        metrics: bool,
+    },
 }
 
 /// What to run.
@@ -151,6 +184,8 @@ pub enum Command {
     CheckConfig {
         /// `--config`.
         config: Option<PathBuf>,
+        /// `--as-user`: the user to check the database as.
+        as_user: Option<String>,
     },
     /// An operator command.
     Admin {
@@ -198,6 +233,8 @@ const VALUED: &[&str] = &[
     "-c",
     "--bind",
     "--socket-mode",
+    "--socket-group",
+    "--as-user",
     "--workers",
     "--max-connections",
     "--http",
@@ -251,6 +288,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         Some("users") => USERS_HELP,
         Some("stats") => STATS_HELP,
         Some("backup") => BACKUP_HELP,
+        Some("secret") => SECRET_HELP,
         _ => USAGE,
     };
     if has("--help") || has("-h") || command == "help" {
@@ -259,7 +297,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     let mut config = None;
     let mut serve = ServeOptions::default();
     let mut purge = PurgeOptions::default();
-    let (mut json, mut yes) = (false, false);
+    let (mut json, mut yes, mut metrics) = (false, false, false);
+    let mut as_user = None;
     for (flag, value) in &flags {
         let v = value.as_deref().unwrap_or("");
         let allowed = match flag.as_str() {
@@ -284,6 +323,18 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
                         ))
                     })?;
                 command == "serve"
+            }
+            "--socket-group" => {
+                serve.socket_group = Some(v.to_string());
+                command == "serve"
+            }
+            "--as-user" => {
+                as_user = Some(v.to_string());
+                command == "check-config"
+            }
+            "--metrics" => {
+                metrics = true;
+                command == "secret"
             }
             "--workers" => {
                 serve.workers = number(flag, v, 4096)? as usize;
@@ -338,7 +389,8 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             config,
             options: serve,
         }),
-        ("check-config", []) => Ok(Command::CheckConfig { config }),
+        ("check-config", []) => Ok(Command::CheckConfig { config, as_user }),
+        ("secret", []) => admin(AdminCommand::Secret { metrics }),
         ("purge", []) => admin(AdminCommand::Purge(purge)),
         ("stats", []) => admin(AdminCommand::Stats),
         ("users", [sub]) if sub == "list" => admin(AdminCommand::ListUsers),
@@ -347,7 +399,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
             yes,
         }),
         ("backup", [file]) => admin(AdminCommand::Backup(PathBuf::from(file))),
-        ("serve" | "check-config" | "purge" | "stats" | "users" | "backup", _) => {
+        ("serve" | "check-config" | "purge" | "stats" | "users" | "backup" | "secret", _) => {
             Err(CliError(format!("wrong arguments for {command}\n\n{help}")))
         }
         (other, _) => Err(CliError(format!("unknown command {other:?}"))),
@@ -365,7 +417,9 @@ pub fn run(command: Command) -> ExitCode {
             println!("syncserver-fcgi {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => crate::serve::check_config(config.as_deref()),
+        Command::CheckConfig { config, as_user } => {
+            crate::serve::check_config(config.as_deref(), as_user.as_deref())
+        }
         Command::Serve { config, options } => crate::serve::run(config.as_deref(), &options),
         Command::Admin {
             config,
@@ -457,8 +511,25 @@ mod tests {
         assert_eq!(
             parse(&args("check-config -c a.ini")).unwrap(),
             Command::CheckConfig {
-                config: Some("a.ini".into())
+                config: Some("a.ini".into()),
+                as_user: None
             }
         );
+        assert!(parse(&args("serve --as-user www-data")).is_err());
+        assert!(parse(&args("stats --metrics")).is_err());
+        assert_eq!(
+            parse(&args("check-config --as-user www-data")).unwrap(),
+            Command::CheckConfig {
+                config: None,
+                as_user: Some("www-data".into())
+            }
+        );
+        assert!(matches!(
+            parse(&args("secret --metrics")).unwrap(),
+            Command::Admin {
+                command: AdminCommand::Secret { metrics: true },
+                ..
+            }
+        ));
     }
 }

@@ -15,7 +15,8 @@
 //! - [`db`]: the storage interface and its SQLite implementation.
 //!
 //! [`config`] turns `syncserver.ini` into typed settings; [`serve`] wires it all
-//! together at start-up.
+//! together at start-up; [`preflight`] checks, before serving, that the database
+//! and the socket will be reachable by the users that need them.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod fcgi;
 pub mod front;
 pub mod http;
 pub mod logonce;
+pub mod preflight;
 pub mod pyjson;
 pub mod serve;
 pub mod storage;

@@ -6,17 +6,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::admin;
+use crate::admin::stored_secret;
 use crate::app::{App, AppConfig};
-use crate::auth::{metrics::random_secret_hex, Authenticator, ReplayLimits, DEFAULT_MAX_TOKENS};
+use crate::auth::{Authenticator, ReplayLimits, DEFAULT_MAX_TOKENS};
 use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
 use crate::db::sqlite::replay::{replay_path, SharedReplay};
 use crate::db::sqlite::shm::ShmGuard;
-use crate::db::sqlite::{self, schema, Location, SqliteDb};
+use crate::db::sqlite::{self, Location, SqliteDb};
 use crate::db::{Database, Pool};
 use crate::devhttp;
 use crate::fcgi::{self, ServerOptions};
 use crate::front::FcgiFront;
+use crate::preflight;
 use crate::storage::{Storage, StorageConfig};
 use crate::tokenserver::jwt::{parse_jwks, RsaJwk};
 use crate::tokenserver::oauth::OAuthConfig;
@@ -38,14 +40,53 @@ fn load_settings(path: Option<&Path>) -> Result<Settings, ExitCode> {
     })
 }
 
-/// `check-config`: print the effective settings and every problem found.
-pub fn check_config(path: Option<&Path>) -> ExitCode {
-    match load_settings(path) {
-        Ok(settings) => {
-            println!("{}", config::report(&settings));
-            ExitCode::SUCCESS
+/// `check-config`: print the effective settings, then check the database as
+/// `serve` will open it (as `as_user` when given) and report every problem.
+pub fn check_config(path: Option<&Path>, as_user: Option<&str>) -> ExitCode {
+    let settings = match load_settings(path) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let user = match as_user.map(preflight::lookup_user).transpose() {
+        Ok(user) => user.unwrap_or_else(preflight::current_user),
+        Err(e) => {
+            eprintln!("syncserver-fcgi: --as-user: {e}");
+            return ExitCode::from(2);
         }
-        Err(code) => code,
+    };
+    println!("{}", config::report(&settings));
+    let files: Vec<&Path> = [&settings.config_path, &settings.oauth_jwks_file]
+        .into_iter()
+        .filter_map(|f| f.as_deref())
+        .collect();
+    let checks = || {
+        let mut p = preflight::unreadable_files(&files);
+        p.extend(preflight::database_problems(&settings.database));
+        p
+    };
+    let problems = match preflight::run_as(&user, checks) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("syncserver-fcgi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("Files and database, checked as {user}:");
+    if problems.is_empty() {
+        println!("  OK: serve can read its files and open the database.");
+    }
+    for p in &problems {
+        println!("  [problem] {p}");
+    }
+    if user.uid == 0 {
+        println!(
+            "  (root may write anywhere: use --as-user USER to check as the user that serves)"
+        );
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -69,7 +110,8 @@ fn init_logging(settings: &Settings) {
     }));
 }
 
-fn location(settings: &Settings) -> Location {
+/// Where `settings` keep the database.
+pub fn location(settings: &Settings) -> Location {
     match &settings.database {
         DatabaseUri::Sqlite(path) => Location::File(path.clone()),
         DatabaseUri::Memory => Location::Memory,
@@ -223,21 +265,6 @@ fn tune_allocator() {
     }
 }
 
-/// A secret kept in our meta table: generated once, then shared by every
-/// worker and restart (the Python server gave each worker its own).
-fn stored_secret(conn: &rusqlite::Connection, name: &str, what: &str) -> Result<String, String> {
-    if let Ok(Some(existing)) = schema::meta_get(conn, name) {
-        return Ok(existing);
-    }
-    let fresh = random_secret_hex(32).map_err(|e| format!("cannot generate a {what}: {e}"))?;
-    let stored = schema::meta_get_or_insert(conn, name, &fresh)
-        .map_err(|e| format!("cannot store the generated {what}: {e}"))?;
-    if stored == fresh {
-        log::info!("no {what} in the configuration: generated one and stored it in the database");
-    }
-    Ok(stored)
-}
-
 /// The JWKs from `[oauth] jwks` and `jwks_file` (both may be given: rotation).
 fn configured_jwks(settings: &Settings) -> Result<Vec<RsaJwk>, String> {
     let mut keys = Vec::new();
@@ -252,6 +279,26 @@ fn configured_jwks(settings: &Settings) -> Result<Vec<RsaJwk>, String> {
         keys.extend(parsed);
     }
     Ok(keys)
+}
+
+/// Opens the FastCGI socket; a unix socket we bind gets `--socket-group`, and a
+/// warning when the web server's user could not connect to it.
+fn open_listener(options: &ServeOptions) -> Result<fcgi::Listener, String> {
+    let group = match &options.socket_group {
+        Some(g) => Some(preflight::lookup_group(g).map_err(|e| format!("--socket-group: {e}"))?),
+        None => None,
+    };
+    let listener = fcgi::open_listener(options.bind.as_ref(), options.socket_mode)
+        .map_err(|e| e.to_string())?;
+    if let Some(gid) = group {
+        listener.set_group(gid).map_err(|e| e.to_string())?;
+    }
+    if let Some(path) = listener.created_path() {
+        if let Some(warning) = preflight::socket_warning(path) {
+            log::warn!("{warning}");
+        }
+    }
+    Ok(listener)
 }
 
 /// `serve`: run the FastCGI responder until SIGTERM/SIGINT.
@@ -283,7 +330,7 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     // The local trial listener needs no FastCGI socket.
     let listener = match &options.http {
         Some(_) => None,
-        None => match fcgi::open_listener(options.bind.as_ref(), options.socket_mode) {
+        None => match open_listener(options) {
             Ok(l) => Some(l),
             Err(e) => {
                 log::error!("{e}");
@@ -368,6 +415,7 @@ pub fn admin(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCod
         }
         AdminCommand::Stats => admin::stats(&settings, json),
         AdminCommand::Backup(file) => admin::backup(&settings, file),
+        AdminCommand::Secret { metrics } => admin::secret(&settings, *metrics),
     };
     match result {
         Ok(text) => {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,11 @@ struct Proc {
 
 impl Proc {
     fn spawn(ini: &Path, socket: PathBuf, log: PathBuf) -> Proc {
+        Proc::spawn_with(ini, socket, log, &[])
+    }
+
+    /// As [`Proc::spawn`], with more arguments after `serve`.
+    fn spawn_with(ini: &Path, socket: PathBuf, log: PathBuf, extra: &[&str]) -> Proc {
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(BIN)
             .arg("--config")
@@ -30,6 +36,7 @@ impl Proc {
             .arg(format!("unix:{}", socket.display()))
             .arg("--workers")
             .arg("2")
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())
@@ -447,4 +454,115 @@ fn request_log_lines_carry_no_secrets() {
     ] {
         assert!(!log.contains(secret), "log contains {secret:?}:\n{log}");
     }
+}
+
+#[test]
+fn sigterm_and_sigint_remove_the_socket_we_created() {
+    let dir = TempDir::new();
+    let ini = write_ini(&dir, &format!("secret = {SECRET}"));
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let socket = dir.join("s.sock");
+        let mut server = Proc::spawn(&ini, socket.clone(), dir.join("server.log"));
+        server.wait_ready();
+        assert!(socket.exists());
+        server.signal(sig);
+        assert_eq!(server.wait(), Some(0), "{}", server.log());
+        assert!(
+            !socket.exists(),
+            "signal {sig} left the socket behind:\n{}",
+            server.log()
+        );
+    }
+}
+
+/// The system's Python (not a per-user one another user cannot run).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether `user` can connect to the unix socket at `path` (a real connect,
+/// made by a process running as that user).
+fn connects_as(user: &str, path: &Path) -> bool {
+    let script = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])";
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            user,
+            "--regid",
+            user,
+            "--init-groups",
+            PYTHON,
+            "-c",
+            script,
+        ])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Run as root with the default mode 660, the socket is root's and nginx
+/// (www-data) gets "Permission denied": the start-up log says so, and
+/// `--socket-group www-data` fixes it.
+#[test]
+fn socket_group_lets_the_web_server_user_connect() {
+    // SAFETY: plain syscall.
+    let root = unsafe { libc::geteuid() } == 0;
+    let www_gid: Option<u32> = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("www-data:"))
+        .and_then(|l| l.split(':').nth(3)?.parse().ok());
+    let tools =
+        Path::new(PYTHON).exists() && Command::new("setpriv").arg("--version").output().is_ok();
+    let (true, Some(www_gid), true) = (root, www_gid, tools) else {
+        eprintln!("skipped: needs root, a www-data user, setpriv and {PYTHON}");
+        return;
+    };
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ini = write_ini(&dir, &format!("secret = {SECRET}"));
+
+    let socket = dir.join("plain.sock");
+    let mut server = Proc::spawn(&ini, socket.clone(), dir.join("plain.log"));
+    server.wait_ready();
+    assert!(
+        !connects_as("www-data", &socket),
+        "mode 660 root:root let www-data in?"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("WARN") && log.contains("www-data") && log.contains("--socket-group"),
+        "no warning about the unreachable socket:\n{log}"
+    );
+    drop(server);
+
+    let socket = dir.join("group.sock");
+    let mut server = Proc::spawn_with(
+        &ini,
+        socket.clone(),
+        dir.join("group.log"),
+        &["--socket-group", "www-data"],
+    );
+    server.wait_ready();
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), www_gid, "socket group");
+    assert!(connects_as("www-data", &socket), "{}", server.log());
+    assert!(!server.log().contains("--socket-group"), "{}", server.log());
+
+    let bad = Command::new(BIN)
+        .arg("--config")
+        .arg(&ini)
+        .args(["serve", "--bind"])
+        .arg(format!("unix:{}", dir.join("x.sock").display()))
+        .args(["--socket-group", "no-such-group-here"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no-such-group-here"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

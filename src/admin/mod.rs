@@ -1,4 +1,4 @@
-//! Operator commands: `purge`, `users list|delete`, `stats`, `backup`.
+//! Operator commands: `purge`, `users list|delete`, `stats`, `backup`, `secret`.
 //!
 //! Each works on the same database (and the same `--config`) as the running
 //! server, through the `db::admin` interface, and is safe to run while the
@@ -6,6 +6,7 @@
 
 mod backup;
 mod purge;
+mod secret;
 mod stats;
 mod table;
 mod users;
@@ -17,6 +18,7 @@ use crate::db::sqlite::{self, Location, SqliteDb};
 
 pub use backup::backup;
 pub use purge::{purge, PurgeOptions};
+pub use secret::{secret, stored_secret};
 pub use stats::stats;
 pub use users::{delete_user, list_users};
 

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -188,6 +188,28 @@ impl std::error::Error for ListenerError {
 pub struct Listener {
     fd: OwnedFd,
     description: String,
+    created: Option<Created>,
+}
+
+/// A unix socket file we bound ourselves, removed again when the listener is dropped (never
+/// one inherited from systemd or a spawner, which own theirs).
+#[derive(Debug)]
+struct Created {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let Some(c) = &self.created else { return };
+        // Only if it is still ours: a newer server may have replaced it at the same path.
+        if let Ok(m) = fs::symlink_metadata(&c.path) {
+            if m.file_type().is_socket() && m.dev() == c.dev && m.ino() == c.ino {
+                let _ = fs::remove_file(&c.path);
+            }
+        }
+    }
 }
 
 impl Listener {
@@ -199,7 +221,30 @@ impl Listener {
     /// Wraps an already listening socket (e.g. one a test bound itself).
     pub fn from_fd(fd: OwnedFd, description: String) -> io::Result<Listener> {
         sys::prepare_listening_fd(fd.as_raw_fd())?;
-        Ok(Listener { fd, description })
+        Ok(Listener {
+            fd,
+            description,
+            created: None,
+        })
+    }
+
+    /// The path of the unix socket file we bound, if we bound one.
+    pub fn created_path(&self) -> Option<&Path> {
+        self.created.as_ref().map(|c| c.path.as_path())
+    }
+
+    /// Gives the unix socket file we bound to group `gid` (so the web server's group can
+    /// connect with mode 660); nothing for other sockets.
+    pub fn set_group(&self, gid: u32) -> io::Result<()> {
+        match &self.created {
+            Some(c) => std::os::unix::fs::lchown(&c.path, None, Some(gid)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot give {} to group {gid}: {e}", c.path.display()),
+                )
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -283,10 +328,18 @@ fn bind_unix(path: &Path, mode: u32) -> Result<Listener, ListenerError> {
         }
     })?;
     let description = format!("unix socket {} (mode {mode:o})", path.display());
-    Listener::from_fd(OwnedFd::from(listener), description).map_err(|source| ListenerError::Bind {
+    let bind_err = |source| ListenerError::Bind {
         addr: format!("unix:{}", path.display()),
         source,
-    })
+    };
+    let meta = fs::symlink_metadata(path).map_err(bind_err)?;
+    let mut l = Listener::from_fd(OwnedFd::from(listener), description).map_err(bind_err)?;
+    l.created = Some(Created {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    });
+    Ok(l)
 }
 
 fn bind_tcp(addr: &str) -> Result<Listener, ListenerError> {
@@ -362,6 +415,17 @@ mod tests {
         let err = open_listener(Some(&BindAddr::Unix(path.clone())), 0o660).unwrap_err();
         assert!(matches!(err, ListenerError::InUse(_)), "{err}");
         drop(l);
+        assert!(
+            !path.exists(),
+            "the socket we bound is removed with the listener"
+        );
+        // One that replaced ours at the same path is not.
+        let l = open_listener(Some(&BindAddr::Unix(path.clone())), 0o660).unwrap();
+        fs::remove_file(&path).unwrap();
+        let other = UnixListener::bind(&path).unwrap();
+        drop(l);
+        assert!(path.exists());
+        drop(other);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -56,6 +56,8 @@
 //! [`serve`] returns after its `shutdown` flag is set: it stops accepting, lets in-flight
 //! requests finish (up to [`ServerOptions::drain_timeout`]) and closes idle keep-alive
 //! connections. [`install_signal_handlers`] sets such a flag on SIGTERM/SIGINT.
+//! The unix socket file [`open_listener`] bound itself is removed when the listener is
+//! dropped, if it is still the same file (an inherited socket is never removed).
 
 mod conn;
 mod listener;
