@@ -201,7 +201,7 @@ impl ReplayGuard {
         self.purge(now);
         let offset = match self.clocks.get(token) {
             Some(clock) => clock.offset,
-            None => self.learn(token, uid, ts, token_deadline, now)?,
+            None => self.learn(token, uid, now.saturating_sub(ts), token_deadline, now)?,
         };
         let corrected = ts.saturating_add(offset);
         if corrected.abs_diff(now) > WINDOW_SECS as u64 {
@@ -228,16 +228,37 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// The clock offset learned for `token`, if any.
+    pub fn offset(&self, token: &[u8; 16]) -> Option<i64> {
+        self.clocks.get(token).map(|c| c.offset)
+    }
+
+    /// Takes `offset` as `token`'s clock offset (learned elsewhere: another process) unless one
+    /// is known already; refused like a first-seen token when the account or process is full.
+    pub fn adopt(
+        &mut self,
+        token: &[u8; 16],
+        uid: u64,
+        offset: i64,
+        token_deadline: i64,
+        now: i64,
+    ) -> Result<(), ReplayError> {
+        self.purge(now);
+        if !self.clocks.contains_key(token) {
+            self.learn(token, uid, offset, token_deadline, now)?;
+        }
+        Ok(())
+    }
+
     /// Remembers a first-seen token's offset; refused when the account or process is full.
     fn learn(
         &mut self,
         token: &[u8; 16],
         uid: u64,
-        ts: i64,
+        offset: i64,
         token_deadline: i64,
         now: i64,
     ) -> Result<i64, ReplayError> {
-        let offset = now.saturating_sub(ts);
         if token_deadline <= now {
             // Unacceptable from now on anyway; nothing to remember.
             return Ok(offset);

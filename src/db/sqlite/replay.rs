@@ -1,38 +1,32 @@
-//! The replay guard shared by every process on one database (mod_fcgid runs several): the
-//! same rules as `auth::replay::ReplayGuard`, kept in a small SQLite file beside the database.
+//! The replay guard shared by every process on one database (mod_fcgid runs several): each
+//! process keeps its own `auth::replay::ReplayGuard` (window, bounds, its accounts' counts),
+//! and a small SQLite file beside the database makes two things common to all of them: a
+//! token's clock offset (the first process to see the token decides it) and the set of
+//! accepted nonces (a nonce accepted by one process is a replay for every other).
 //!
 //! A separate file, so that recording a nonce on every request never takes the main
-//! database's write lock, which storage writes need. Its transactions are short (a handful of
-//! primary-key statements) and need no durability: `synchronous = OFF` loses at most the last
-//! moments of replay state in an operating-system crash, after which the tokens concerned are
-//! minutes from leaving their window anyway.
+//! database's write lock, which storage writes need. Per request it costs one single-row
+//! insert (plus, once per token per process, one lookup), with small pages, and no durability:
+//! `synchronous = OFF` loses at most the last moments of replay state in an operating-system
+//! crash, after which the tokens concerned are minutes from leaving their window anyway.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::BUSY_TIMEOUT;
+use crate::auth::replay::ReplayGuard;
 use crate::auth::{nonce_key, ReplayError, ReplayLimits, ReplayStore, WINDOW_SECS};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
-    key BLOB PRIMARY KEY, uid INTEGER NOT NULL, clock_offset INTEGER NOT NULL,
-    deadline INTEGER NOT NULL
+    key BLOB PRIMARY KEY, clock_offset INTEGER NOT NULL, deadline INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tokens_deadline ON tokens (deadline);
-CREATE TABLE IF NOT EXISTS nonces (
-    key BLOB PRIMARY KEY, uid INTEGER NOT NULL, deadline INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS nonces_deadline ON nonces (deadline, uid);
-CREATE TABLE IF NOT EXISTS accounts (
-    uid INTEGER PRIMARY KEY, nonces INTEGER NOT NULL DEFAULT 0, tokens INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS totals (
-    id INTEGER PRIMARY KEY CHECK (id = 0), nonces INTEGER NOT NULL, tokens INTEGER NOT NULL,
-    purged INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO totals VALUES (0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS nonces (key BLOB PRIMARY KEY, deadline INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purged (id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);
+INSERT OR IGNORE INTO purged VALUES (0, 0);
 ";
 
 /// The file that holds the shared replay state of the database at `db`.
@@ -44,26 +38,25 @@ pub fn replay_path(db: &Path) -> PathBuf {
 
 /// Replay state shared through a SQLite file.
 pub struct SharedReplay {
-    conn: Mutex<Connection>,
-    limits: ReplayLimits,
+    inner: Mutex<Inner>,
+    /// The second this process last purged (or saw that another had): purging is then
+    /// skipped without reading the file until the clock moves on.
+    purged: AtomicI64,
+}
+
+struct Inner {
+    conn: Connection,
+    local: ReplayGuard,
 }
 
 impl std::fmt::Debug for SharedReplay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedReplay")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("SharedReplay").finish_non_exhaustive()
     }
 }
 
-/// What one check decided, before the transaction commits.
-enum Decision {
-    Accept,
-    Refuse(ReplayError),
-}
-
 impl SharedReplay {
-    /// Opens (creating if needed) the replay file `path`.
+    /// Opens (creating if needed) the replay file `path`; `limits` bound this process's guard.
     pub fn open(path: &Path, limits: ReplayLimits) -> rusqlite::Result<SharedReplay> {
         let conn = Connection::open_with_flags(
             path,
@@ -72,6 +65,9 @@ impl SharedReplay {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Each insert commits a changed page or two; small pages keep what is written per
+        // request small (it only takes effect when the file is created).
+        conn.pragma_update(None, "page_size", 1024)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "OFF")?;
         // Several processes may create the file at once: the schema is idempotent and runs in
@@ -80,93 +76,61 @@ impl SharedReplay {
         tx.execute_batch(SCHEMA)?;
         tx.commit()?;
         Ok(SharedReplay {
-            conn: Mutex::new(conn),
-            limits,
+            inner: Mutex::new(Inner {
+                conn,
+                local: ReplayGuard::new(limits),
+            }),
+            purged: AtomicI64::new(0),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic mid-transaction drops the transaction (rolled back): the connection is fine.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic mid-statement leaves SQLite consistent (autocommit statements) and the
+        // guard's maps valid (each update is one insert).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn decide(&self, conn: &Connection, req: &Request<'_>, now: i64) -> rusqlite::Result<Decision> {
-        purge(conn, now)?;
-        let known: Option<i64> = conn
-            .prepare_cached("SELECT clock_offset FROM tokens WHERE key = ?1")?
-            .query_row([&req.token[..]], |r| r.get(0))
-            .optional()?;
-        let offset = match known {
-            Some(offset) => offset,
-            None => {
-                let offset = now.saturating_sub(req.ts);
-                if req.token_deadline > now {
-                    if let Some(refusal) = self.admit_token(conn, req, offset)? {
-                        return Ok(Decision::Refuse(refusal));
-                    }
-                }
-                offset
+    fn check_locked(&self, inner: &mut Inner, req: &Request<'_>, now: i64) -> Checked {
+        if self.purged.load(Ordering::Relaxed) < now {
+            purge(&inner.conn, now)?;
+            self.purged.store(now, Ordering::Relaxed);
+        }
+        if inner.local.offset(req.token).is_none() && req.token_deadline > now {
+            let offset = shared_offset(&inner.conn, req, now)?;
+            if let Err(e) = inner
+                .local
+                .adopt(req.token, req.uid, offset, req.token_deadline, now)
+            {
+                return Ok(Err(e));
             }
-        };
-        let corrected = req.ts.saturating_add(offset);
-        if corrected.abs_diff(now) > WINDOW_SECS as u64 {
-            return Ok(Decision::Refuse(ReplayError::Stale));
         }
+        if let Err(e) = inner.local.check(
+            req.token,
+            req.uid,
+            req.ts,
+            req.nonce,
+            req.token_deadline,
+            now,
+        ) {
+            return Ok(Err(e));
+        }
+        // Accepted here; whether another process accepted it first is the file's to say.
+        let offset = inner.local.offset(req.token).unwrap_or(now - req.ts);
+        let deadline = req.ts.saturating_add(offset) + WINDOW_SECS + 1;
         let key = nonce_key(req.token, req.nonce);
-        let seen: Option<i64> = conn
-            .prepare_cached("SELECT 1 FROM nonces WHERE key = ?1")?
-            .query_row([&key[..]], |r| r.get(0))
-            .optional()?;
-        if seen.is_some() {
-            return Ok(Decision::Refuse(ReplayError::Replayed));
-        }
-        let (total, mine) = counts(conn, req.uid, "nonces")?;
-        if total >= self.limits.max_nonces as i64 {
-            return Ok(Decision::Refuse(ReplayError::Full(WINDOW_SECS as u64)));
-        }
-        if mine >= self.limits.max_nonces_per_uid as i64 {
-            return Ok(Decision::Refuse(ReplayError::AccountBusy(
-                WINDOW_SECS as u64,
-            )));
-        }
-        conn.prepare_cached("INSERT INTO nonces (key, uid, deadline) VALUES (?1, ?2, ?3)")?
-            .execute(params![
-                &key[..],
-                req.uid as i64,
-                corrected + WINDOW_SECS + 1
-            ])?;
-        bump(conn, req.uid, "nonces")?;
-        Ok(Decision::Accept)
-    }
-
-    /// Records a first-seen token's offset, unless the account or the file is full.
-    fn admit_token(
-        &self,
-        conn: &Connection,
-        req: &Request<'_>,
-        offset: i64,
-    ) -> rusqlite::Result<Option<ReplayError>> {
-        let retry = 5 * WINDOW_SECS as u64;
-        let (total, mine) = counts(conn, req.uid, "tokens")?;
-        if total >= self.limits.max_tokens as i64 {
-            return Ok(Some(ReplayError::Full(retry)));
-        }
-        if mine >= self.limits.max_tokens_per_uid as i64 {
-            return Ok(Some(ReplayError::AccountBusy(retry)));
-        }
-        conn.prepare_cached(
-            "INSERT INTO tokens (key, uid, clock_offset, deadline) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            &req.token[..],
-            req.uid as i64,
-            offset,
-            req.token_deadline
-        ])?;
-        bump(conn, req.uid, "tokens")?;
-        Ok(None)
+        let inserted = inner
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO nonces (key, deadline) VALUES (?1, ?2)")?
+            .execute(params![&key[..], deadline])?;
+        Ok(if inserted == 1 {
+            Ok(())
+        } else {
+            Err(ReplayError::Replayed)
+        })
     }
 }
+
+type Checked = rusqlite::Result<Result<(), ReplayError>>;
 
 struct Request<'a> {
     token: &'a [u8; 16],
@@ -176,59 +140,41 @@ struct Request<'a> {
     token_deadline: i64,
 }
 
-/// The process-wide and the account's count of `what` ("nonces" or "tokens").
-fn counts(conn: &Connection, uid: u64, what: &str) -> rusqlite::Result<(i64, i64)> {
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT {what} FROM totals WHERE id = 0"))?
-        .query_row([], |r| r.get(0))?;
-    let mine: Option<i64> = conn
-        .prepare_cached(&format!("SELECT {what} FROM accounts WHERE uid = ?1"))?
-        .query_row([uid as i64], |r| r.get(0))
-        .optional()?;
-    Ok((total, mine.unwrap_or(0)))
-}
-
-fn bump(conn: &Connection, uid: u64, what: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO accounts (uid, {what}) VALUES (?1, 1)
-         ON CONFLICT (uid) DO UPDATE SET {what} = {what} + 1"
-    ))?
-    .execute([uid as i64])?;
-    conn.prepare_cached(&format!(
-        "UPDATE totals SET {what} = {what} + 1 WHERE id = 0"
-    ))?
-    .execute([])?;
-    Ok(())
+/// The token's offset as the first process to see it decided (this one, if it is the first).
+fn shared_offset(conn: &Connection, req: &Request<'_>, now: i64) -> rusqlite::Result<i64> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO tokens (key, clock_offset, deadline) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        &req.token[..],
+        now.saturating_sub(req.ts),
+        req.token_deadline
+    ])?;
+    let offset = tx
+        .prepare_cached("SELECT clock_offset FROM tokens WHERE key = ?1")?
+        .query_row([&req.token[..]], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(offset)
 }
 
 /// Drops what has expired, at most once a second whatever the number of processes.
 fn purge(conn: &Connection, now: i64) -> rusqlite::Result<()> {
-    let purged: i64 = conn
-        .prepare_cached("SELECT purged FROM totals WHERE id = 0")?
-        .query_row([], |r| r.get(0))?;
-    if purged >= now {
-        return Ok(());
-    }
-    for what in ["nonces", "tokens"] {
-        conn.prepare_cached(&format!(
-            "UPDATE accounts SET {what} = {what} - (
-                 SELECT COUNT(*) FROM {what} x WHERE x.uid = accounts.uid AND x.deadline <= ?1)
-             WHERE uid IN (SELECT uid FROM {what} WHERE deadline <= ?1)"
-        ))?
-        .execute([now])?;
-        let gone = conn
-            .prepare_cached(&format!("DELETE FROM {what} WHERE deadline <= ?1"))?
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let at: Option<i64> = tx
+        .prepare_cached("SELECT at FROM purged WHERE id = 0")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if at.unwrap_or(0) < now {
+        // A scan, once a second: the tables hold about a minute of traffic.
+        tx.prepare_cached("DELETE FROM nonces WHERE deadline <= ?1")?
             .execute([now])?;
-        conn.prepare_cached(&format!(
-            "UPDATE totals SET {what} = MAX(0, {what} - ?1) WHERE id = 0"
-        ))?
-        .execute([gone as i64])?;
+        tx.prepare_cached("DELETE FROM tokens WHERE deadline <= ?1")?
+            .execute([now])?;
+        tx.prepare_cached("UPDATE purged SET at = ?1 WHERE id = 0")?
+            .execute([now])?;
     }
-    conn.prepare_cached("DELETE FROM accounts WHERE nonces <= 0 AND tokens <= 0")?
-        .execute([])?;
-    conn.prepare_cached("UPDATE totals SET purged = ?1 WHERE id = 0")?
-        .execute([now])?;
-    Ok(())
+    tx.commit()
 }
 
 impl ReplayStore for SharedReplay {
@@ -248,17 +194,9 @@ impl ReplayStore for SharedReplay {
             nonce,
             token_deadline,
         };
-        let conn = self.lock();
-        let run = || -> rusqlite::Result<Decision> {
-            let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
-            let decision = self.decide(&tx, &req, now)?;
-            // Commit refusals too: a token learned or state purged stays done.
-            tx.commit()?;
-            Ok(decision)
-        };
-        match run() {
-            Ok(Decision::Accept) => Ok(()),
-            Ok(Decision::Refuse(e)) => Err(e),
+        let mut inner = self.lock();
+        match self.check_locked(&mut inner, &req, now) {
+            Ok(verdict) => verdict,
             Err(e) => {
                 if FAULT_LOG.due() {
                     log::error!("the shared replay file cannot be used ({e}): signed requests are answered 503 until it can (logged at most once a minute)");
@@ -270,9 +208,8 @@ impl ReplayStore for SharedReplay {
 
     fn nonces(&self) -> usize {
         self.lock()
-            .query_row("SELECT nonces FROM totals WHERE id = 0", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .conn
+            .query_row("SELECT COUNT(*) FROM nonces", [], |r| r.get::<_, i64>(0))
             .map(|n| n.max(0) as usize)
             .unwrap_or(0)
     }
