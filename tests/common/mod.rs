@@ -719,8 +719,7 @@ pub fn skip(prereq: Prereq, why: &str) {
         prereq.key()
     );
     let line = format!("SKIP {test}: {why}\n");
-    // SAFETY: write(2) of a valid buffer to fd 2.
-    unsafe { libc::write(2, line.as_ptr() as *const libc::c_void, line.len()) };
+    announce(&line);
     if let Some(report) = std::env::var_os("SYNCSERVER_TEST_SKIP_REPORT") {
         use std::io::Write;
         // One short O_APPEND write per line: test binaries running side by side cannot
@@ -734,4 +733,11 @@ pub fn skip(prereq: Prereq, why: &str) {
             panic!("cannot append to SYNCSERVER_TEST_SKIP_REPORT: {e}");
         }
     }
+}
+
+/// Writes `line` straight to the process's stderr, past libtest's capture, so it shows even
+/// when the test passes (a skip, the seed of a randomised test).
+pub fn announce(line: &str) {
+    // SAFETY: write(2) of a valid buffer to fd 2.
+    unsafe { libc::write(2, line.as_ptr() as *const libc::c_void, line.len()) };
 }
