@@ -247,14 +247,11 @@ fn seed() -> u64 {
 /// Waits until `n` more writes than `since` were acknowledged (the restarted server is
 /// serving), at most 30 s.
 fn wait_for_acks(since: u64, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ACKS.load(Ordering::SeqCst) < since + n {
-        assert!(
-            Instant::now() < deadline,
-            "no {n} acknowledged writes within 30 s of a restart"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_until(
+        &format!("{n} acknowledged writes after a restart"),
+        Duration::from_secs(30),
+        || ACKS.load(Ordering::SeqCst) >= since + n,
+    );
 }
 
 /// `GET ?full=1` of a collection: id -> (payload, modified as text).

@@ -741,3 +741,15 @@ pub fn announce(line: &str) {
     // SAFETY: write(2) of a valid buffer to fd 2.
     unsafe { libc::write(2, line.as_ptr() as *const libc::c_void, line.len()) };
 }
+
+/// Polls `done` every 5 ms until it holds: the way tests wait for something observable (a
+/// log line, a count, a socket drained) instead of sleeping a guessed time. Panics with
+/// `what` after `limit`.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
