@@ -61,6 +61,17 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until the clock, at the server's two-decimal resolution, has moved past `secs` (a
+/// timestamp the server already returned): a write after this gets a later `modified`.
+pub fn wait_past(secs: f64) {
+    let hundredths = (secs * 100.0).round();
+    wait_until(
+        "the clock to pass a server timestamp",
+        Duration::from_secs(2),
+        || (now() * 100.0).floor() > hundredths,
+    );
+}
+
 /// A running server process; killed and reaped on drop.
 pub struct Server {
     child: Option<Child>,

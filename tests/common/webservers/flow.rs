@@ -220,9 +220,10 @@ fn record(id: &str, sortindex: i64) -> Value {
     json!({"id": id, "sortindex": sortindex, "payload": format!("payload of {id}")})
 }
 
-/// Waits until the two-decimal server clock has moved on (distinct modified times).
+/// Waits until the two-decimal server clock has moved on (distinct modified times): every
+/// timestamp the server returned so far is at most `now()`.
 fn tick() {
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    common::wait_past(now());
 }
 
 /// The whole client flow: batch upload (batch=true, append, commit), reads with every
