@@ -138,6 +138,8 @@ fn failed_verifications_are_remembered_briefly() {
 
     // Briefly: after a few seconds the accounts server is asked again.
     fxa.set_mode(Mode::Normal);
+    // A real-clock wait, kept: the server remembers failures for FAILURE_TTL (5 s,
+    // src/tokenserver/outbound.rs) by its own clock, which tests cannot advance.
     std::thread::sleep(Duration::from_millis(5500));
     assert_eq!(get_token(&server, &token).status, 200);
     assert_invalid_credentials(&get_token(&server, &unknown), "unknown opaque token");
