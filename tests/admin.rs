@@ -275,7 +275,9 @@ fn purge_removes_exactly_what_it_should() {
     // The deleted account's token is refused from now on (tests/trust_accounts.rs).
     assert_eq!(s4.get("/info/collections").status, 401);
 
-    // Let the ttl=1 record written through the API expire.
+    // Let the ttl=1 record written through the API expire. A real-clock wait, kept: purge
+    // compares whole seconds of the server's clock (a GET's 404 comes up to a second
+    // earlier, so polling the API is not enough), and tests cannot advance that clock.
     std::thread::sleep(Duration::from_millis(2100));
     let uc1 = uc_count(&c, 1);
     assert!(uc1 >= 2, "uid 1 has bookmarks and history");

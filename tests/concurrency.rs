@@ -90,6 +90,7 @@ fn client(servers: &[Server], n: usize, deadline: Instant) -> Seen {
             412 => seen.conflicts_412 += 1,
             503 if r.header("Retry-After").is_some() => {
                 seen.busy_503 += 1;
+                // Back off like a client told to retry; not a wait for anything.
                 std::thread::sleep(Duration::from_millis(50));
             }
             s => seen

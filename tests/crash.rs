@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -82,7 +82,7 @@ fn send(
         (b"HTTP_AUTHORIZATION", auth.as_bytes()),
     ];
     let Ok(mut c) = FcgiClient::connect_unix(sock) else {
-        // Down (being restarted): do not spin.
+        // Down (being restarted): back off instead of spinning; not a wait for anything.
         std::thread::sleep(Duration::from_millis(20));
         return None;
     };
@@ -94,7 +94,10 @@ fn send(
 fn acked(r: &Option<CgiResponse>, ok: u16, what: &str) -> bool {
     match r {
         None => false,
-        Some(r) if r.status == ok => true,
+        Some(r) if r.status == ok => {
+            ACKS.fetch_add(1, Ordering::SeqCst);
+            true
+        }
         Some(r) if r.status == 503 && r.header("Retry-After").is_some() => false,
         Some(r) => panic!("{what}: {} {}", r.status, r.text()),
     }
@@ -201,12 +204,54 @@ fn worker(sock: std::path::PathBuf, user: User, stop: Arc<AtomicBool>) -> Log {
     log
 }
 
-fn random_ms(lo: u64, hi: u64) -> u64 {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    lo + n % (hi - lo)
+/// Acknowledged writes so far, all threads: the test waits on it instead of a fixed time.
+static ACKS: AtomicU64 = AtomicU64::new(0);
+
+/// splitmix64: a tiny seeded generator for the kill schedule, so a failing run can be
+/// replayed with `CRASH_SEED=<seed printed at start>`.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn ms(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+/// `CRASH_SEED` if set, else one from the clock and pid; printed either way.
+fn seed() -> u64 {
+    let seed = match std::env::var("CRASH_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("CRASH_SEED={s:?}: {e}")),
+        Err(_) => {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            SplitMix(nanos ^ u64::from(std::process::id()) << 32).next()
+        }
+    };
+    common::announce(&format!("crash: kill schedule from CRASH_SEED={seed}\n"));
+    seed
+}
+
+/// Waits until `n` more writes than `since` were acknowledged (the restarted server is
+/// serving), at most 30 s.
+fn wait_for_acks(since: u64, n: u64) {
+    common::wait_until(
+        &format!("{n} acknowledged writes after a restart"),
+        Duration::from_secs(30),
+        || ACKS.load(Ordering::SeqCst) >= since + n,
+    );
 }
 
 /// `GET ?full=1` of a collection: id -> (payload, modified as text).
@@ -259,13 +304,19 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
             })
         })
         .collect();
+    let seed = seed();
+    let mut rng = SplitMix(seed);
     let t0 = Instant::now();
     for _ in 0..KILLS {
-        std::thread::sleep(Duration::from_millis(random_ms(800, 2500)));
+        // Writes get through before each kill, then the kill lands at a random moment: this
+        // sleep is the schedule under test, not a wait for something.
+        wait_for_acks(ACKS.load(Ordering::SeqCst), 10);
+        std::thread::sleep(Duration::from_millis(rng.ms(800, 2500)));
         let dir = server.stop(); // SIGKILL
         server = Server::start_in(dir, spec());
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // The restarted server takes writes before the workers stop.
+    wait_for_acks(ACKS.load(Ordering::SeqCst), 20);
     stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().expect("worker");
@@ -273,7 +324,10 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
     // The last restart: start again on the same files after one more SIGKILL.
     let dir = server.stop();
     let server = Server::start_in(dir, spec());
-    eprintln!("{KILLS} kills + 1 final, in {:?}", t0.elapsed());
+    eprintln!(
+        "{KILLS} kills + 1 final, in {:?} (CRASH_SEED={seed})",
+        t0.elapsed()
+    );
 
     let db = rusqlite::Connection::open(server.db_path()).expect("open");
     let ok: String = db

@@ -7,6 +7,8 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fcgi_client::{encode_request, CgiResponse, FcgiClient};
@@ -195,9 +197,17 @@ fn drains_on(sig: i32) {
 
     let mut client = FcgiClient::connect_unix(&server.socket).expect("connect");
     client.send_raw(&encoded[..split]).expect("first part");
-    std::thread::sleep(Duration::from_millis(300));
+    // The server has read all of it, so the request is in flight (not in the backlog).
+    common::wait_until(
+        "the server to read the first part",
+        Duration::from_secs(10),
+        || client.unread_by_peer().expect("SIOCOUTQ") == 0,
+    );
     server.signal(sig);
-    std::thread::sleep(Duration::from_millis(700));
+    // It has seen the signal; the rest of the body, then the response, prove it waited.
+    common::wait_until("the shutdown log line", Duration::from_secs(10), || {
+        server.log().contains("shutting down")
+    });
     assert!(
         server.running(),
         "exited with a request in flight:\n{}",
@@ -242,6 +252,8 @@ fn sigint_finishes_in_flight_request_and_exits_0() {
 fn sigterm_while_a_client_keeps_requesting() {
     let mut server = Server::start("");
     let socket = server.socket.clone();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
     let client = std::thread::spawn(move || {
         let mut statuses = Vec::new();
         for i in 0..2000 {
@@ -252,10 +264,14 @@ fn sigterm_while_a_client_keeps_requesting() {
                 Ok(r) => statuses.push((r.status, r.text())),
                 Err(_) => break,
             }
+            counter.fetch_add(1, Ordering::SeqCst);
         }
         statuses
     });
-    std::thread::sleep(Duration::from_millis(400));
+    // The signal lands while the client is busy.
+    common::wait_until("20 answered requests", Duration::from_secs(20), || {
+        answered.load(Ordering::SeqCst) >= 20
+    });
     let started = Instant::now();
     assert_eq!(server.terminate(), Some(0), "{}", server.log());
     assert!(started.elapsed() < Duration::from_secs(5), "slow shutdown");

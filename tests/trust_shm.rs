@@ -3,7 +3,7 @@
 //! used to kill the process without a log line (502 for everyone behind nginx). Now requests
 //! that need the database answer 503 with Retry-After, one log line names the file and the
 //! fix, and everything works again once the flag is removed. Needs root for `chattr`; without
-//! it the test prints SKIP on the terminal (and fails under CI, where it must run).
+//! it the test fails unless `SYNCSERVER_TEST_ALLOW_SKIP` names `root` (tests/common/mod.rs, `skip`).
 
 mod common;
 
@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fcgi_client::CgiResponse;
-use common::{json, Server, Session};
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
+use common::{is_root, json, Prereq, Server, Session};
 
 fn chattr(flag: &str, path: &Path) -> bool {
     Command::new("chattr")
@@ -61,10 +57,7 @@ fn concurrent_gets(server: &Server, uid: u64, n: usize) -> Vec<CgiResponse> {
 #[test]
 fn immutable_shm_is_503_with_a_clear_log_line_then_recovers() {
     if !is_root() {
-        return common::skip(
-            "immutable_shm_is_503_with_a_clear_log_line_then_recovers",
-            "needs root for chattr +i",
-        );
+        return common::skip(Prereq::Root, "needs root for chattr +i");
     }
     let mut server = Server::start("");
     let s = Session::new(&server, 81);
@@ -75,10 +68,7 @@ fn immutable_shm_is_503_with_a_clear_log_line_then_recovers() {
     let shm = PathBuf::from(format!("{}-shm", server.db_path().display()));
     assert!(shm.exists(), "no -shm beside the database");
     if !chattr("+i", &shm) {
-        return common::skip(
-            "immutable_shm_is_503_with_a_clear_log_line_then_recovers",
-            "chattr +i not available on this filesystem",
-        );
+        return common::skip(Prereq::Root, "chattr +i not available on this filesystem");
     }
     let guard = Immutable(shm.clone());
     let log_before = server.log().len();
@@ -126,10 +116,7 @@ fn immutable_shm_is_503_with_a_clear_log_line_then_recovers() {
 #[test]
 fn sigterm_with_an_immutable_shm_exits_cleanly() {
     if !is_root() {
-        return common::skip(
-            "sigterm_with_an_immutable_shm_exits_cleanly",
-            "needs root for chattr +i",
-        );
+        return common::skip(Prereq::Root, "needs root for chattr +i");
     }
     let mut server = Server::start("");
     let s = Session::new(&server, 82);
@@ -139,10 +126,7 @@ fn sigterm_with_an_immutable_shm_exits_cleanly() {
     );
     let shm = PathBuf::from(format!("{}-shm", server.db_path().display()));
     if !chattr("+i", &shm) {
-        return common::skip(
-            "sigterm_with_an_immutable_shm_exits_cleanly",
-            "chattr +i not available on this filesystem",
-        );
+        return common::skip(Prereq::Root, "chattr +i not available on this filesystem");
     }
     let guard = Immutable(shm);
     // Closing the database at exit checkpoints through the mapping: that must not crash.

@@ -82,8 +82,11 @@ fn slow_accounts_server_does_not_stall_storage() {
             .iter()
             .map(|t| s.spawn(|| get_token(&server, t)))
             .collect();
-        // Let the flood reach the server before the storage request.
-        std::thread::sleep(Duration::from_millis(500));
+        // The flood has reached the server and filled the verification slots: a refused
+        // request comes back at once, an admitted one only after SLOW.
+        common::wait_until("a refused token request", Duration::from_secs(10), || {
+            flood.iter().any(|h| h.is_finished())
+        });
         let t0 = Instant::now();
         let r = reader.get("/info/collections");
         let took = t0.elapsed();
@@ -135,6 +138,8 @@ fn failed_verifications_are_remembered_briefly() {
 
     // Briefly: after a few seconds the accounts server is asked again.
     fxa.set_mode(Mode::Normal);
+    // A real-clock wait, kept: the server remembers failures for FAILURE_TTL (5 s,
+    // src/tokenserver/outbound.rs) by its own clock, which tests cannot advance.
     std::thread::sleep(Duration::from_millis(5500));
     assert_eq!(get_token(&server, &token).status, 200);
     assert_invalid_credentials(&get_token(&server, &unknown), "unknown opaque token");

@@ -203,6 +203,21 @@ impl FcgiClient {
         CgiResponse::parse(&raw)
     }
 
+    /// How many bytes written on a unix socket the server has not read yet (`SIOCOUTQ`):
+    /// 0 once it has taken everything sent so far.
+    pub fn unread_by_peer(&self) -> io::Result<usize> {
+        use std::os::unix::io::AsRawFd;
+        let Stream::Unix(s) = &self.stream else {
+            return Err(io::Error::other("unread_by_peer: unix sockets only"));
+        };
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (= SIOCOUTQ) writes one c_int through the pointer.
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     /// Writes bytes as they are (for malformed-input tests).
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.stream {

@@ -61,6 +61,17 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until the clock, at the server's two-decimal resolution, has moved past `secs` (a
+/// timestamp the server already returned): a write after this gets a later `modified`.
+pub fn wait_past(secs: f64) {
+    let hundredths = (secs * 100.0).round();
+    wait_until(
+        "the clock to pass a server timestamp",
+        Duration::from_secs(2),
+        || (now() * 100.0).floor() > hundredths,
+    );
+}
+
 /// A running server process; killed and reaped on drop.
 pub struct Server {
     child: Option<Child>,
@@ -455,18 +466,28 @@ pub struct User {
 }
 
 /// The repo venv's python (`SYNCSERVER_TEST_PYTHON`, else `.venv/bin/python`), which
-/// scripts/test creates with the PyPI packages the interop tests use (`what`).
-pub fn venv_python(what: &str) -> PathBuf {
+/// scripts/test creates with the PyPI packages the interop tests use, if it can import
+/// `modules`; else `None` after [`skip`] (which fails the test unless skipping is allowed).
+pub fn venv_python(modules: &[&str]) -> Option<PathBuf> {
     let path = match std::env::var_os("SYNCSERVER_TEST_PYTHON") {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
     };
-    assert!(
-        path.exists(),
-        "no Python with {what} at {}: run scripts/test (it creates .venv)",
-        path.display()
+    let imports = Command::new(&path)
+        .arg("-c")
+        .arg(format!("import {}", modules.join(", ")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if imports {
+        return Some(path);
+    }
+    skip(
+        Prereq::Python,
+        &format!("{} cannot import {}", path.display(), modules.join(", ")),
     );
-    path
+    None
 }
 
 /// Parses a JSON body.
@@ -632,16 +653,114 @@ pub fn raw_num(text: &str, key: &str) -> String {
         .collect()
 }
 
-/// Reports a test that cannot run here (e.g. needs root) as skipped: the line goes straight to
-/// the process's stderr, so it shows in `cargo test` output even though libtest captures
-/// what passing tests print (and then reports them "ok"). Under CI, where every test must
-/// run, a skip is a failure instead.
-pub fn skip(test: &str, why: &str) {
+/// Something a test needs from the machine rather than from this repository. When it is
+/// missing, [`skip`] decides whether that is a failure (the default) or an allowed skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prereq {
+    /// The nginx binary.
+    Nginx,
+    /// apache2 with mod_fcgid and mod_proxy_fcgi.
+    Apache,
+    /// Root, on a filesystem and kernel that allow `chattr +i` and `mount -t tmpfs`.
+    Root,
+    /// `.venv` with the pinned PyPI packages (scripts/test creates it).
+    Python,
+    /// systemd-analyze and systemd-socket-activate.
+    Systemd,
+}
+
+impl Prereq {
+    /// The name `SYNCSERVER_TEST_ALLOW_SKIP` uses for it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Prereq::Nginx => "nginx",
+            Prereq::Apache => "apache",
+            Prereq::Root => "root",
+            Prereq::Python => "python",
+            Prereq::Systemd => "systemd",
+        }
+    }
+
+    /// How to provide it.
+    fn fix(self) -> &'static str {
+        match self {
+            Prereq::Nginx => "sudo apt-get install nginx",
+            Prereq::Apache => "sudo apt-get install apache2 libapache2-mod-fcgid",
+            Prereq::Root => "run the tests as root (CI does: .ci/run)",
+            Prereq::Python => "run scripts/test, which creates .venv with the pinned packages",
+            Prereq::Systemd => "sudo apt-get install systemd",
+        }
+    }
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A test whose prerequisite is missing: a failure saying how to install it, unless the
+/// comma-separated `SYNCSERVER_TEST_ALLOW_SKIP` names it (`nginx`, `apache`, `root`,
+/// `python`, `systemd`) or is `all`. An allowed skip writes `SKIP <test>: <why>` straight to
+/// the process's stderr (libtest captures what passing tests print, and has no "skipped"
+/// status: the test still shows `ok`) and appends the same line to the file named by
+/// `SYNCSERVER_TEST_SKIP_REPORT`, from which scripts/test prints its closing `skipped:` line.
+/// The caller returns right after this call.
+#[track_caller]
+pub fn skip(prereq: Prereq, why: &str) {
+    // libtest names each test's thread after the test; the binary's name (less cargo's
+    // hash) says which file it is in.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+    let file = stem.rsplit_once('-').map_or(&*stem, |(f, _)| f);
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" => format!("{file}::{name}"),
+        _ => format!("{}", std::panic::Location::caller()),
+    };
+    let allowed = std::env::var("SYNCSERVER_TEST_ALLOW_SKIP").unwrap_or_default();
+    let allowed = allowed
+        .split(',')
+        .map(str::trim)
+        .any(|k| k == "all" || k == prereq.key());
     assert!(
-        std::env::var_os("CI").is_none(),
-        "SKIP in CI: {test}: {why}"
+        allowed,
+        "{test}: {why}. To run it: {}. To skip it instead, set \
+         SYNCSERVER_TEST_ALLOW_SKIP={} (or =all)",
+        prereq.fix(),
+        prereq.key()
     );
     let line = format!("SKIP {test}: {why}\n");
+    announce(&line);
+    if let Some(report) = std::env::var_os("SYNCSERVER_TEST_SKIP_REPORT") {
+        use std::io::Write;
+        // One short O_APPEND write per line: test binaries running side by side cannot
+        // interleave inside a line.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&report)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("cannot append to SYNCSERVER_TEST_SKIP_REPORT: {e}");
+        }
+    }
+}
+
+/// Writes `line` straight to the process's stderr, past libtest's capture, so it shows even
+/// when the test passes (a skip, the seed of a randomised test).
+pub fn announce(line: &str) {
     // SAFETY: write(2) of a valid buffer to fd 2.
     unsafe { libc::write(2, line.as_ptr() as *const libc::c_void, line.len()) };
+}
+
+/// Polls `done` every 5 ms until it holds: the way tests wait for something observable (a
+/// log line, a count, a socket drained) instead of sleeping a guessed time. Panics with
+/// `what` after `limit`.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

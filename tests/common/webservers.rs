@@ -48,18 +48,42 @@ impl Front {
         Path::new(ROOT).join("contrib").join(name)
     }
 
-    /// Whether the web server binary is installed.
-    pub fn available(self) -> bool {
-        let bin = match self {
-            Front::Nginx => "/usr/sbin/nginx",
-            _ => "/usr/sbin/apache2",
+    /// The web server binary: `$SYNCSERVER_TEST_NGINX` / `$SYNCSERVER_TEST_APACHE2` when set
+    /// (a path that does not exist hides an installed one), else the first in `PATH`, else
+    /// /usr/sbin's (not in a non-root user's `PATH` on Debian).
+    pub fn binary(self) -> Option<PathBuf> {
+        let (var, name) = match self {
+            Front::Nginx => ("SYNCSERVER_TEST_NGINX", "nginx"),
+            _ => ("SYNCSERVER_TEST_APACHE2", "apache2"),
+        };
+        if let Some(path) = std::env::var_os(var) {
+            let path = PathBuf::from(path);
+            return path.is_file().then_some(path);
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// What is missing to run this front end here, if anything.
+    pub fn missing(self) -> Option<String> {
+        let Some(bin) = self.binary() else {
+            let name = if self == Front::Nginx {
+                "nginx"
+            } else {
+                "apache2"
+            };
+            return Some(format!("{name} is not installed"));
         };
         let module = match self {
-            Front::Nginx => None,
-            Front::ApacheFcgid => Some("mod_fcgid.so"),
-            Front::ApacheProxyFcgi => Some("mod_proxy_fcgi.so"),
+            Front::Nginx => return None,
+            Front::ApacheFcgid => "mod_fcgid.so",
+            Front::ApacheProxyFcgi => "mod_proxy_fcgi.so",
         };
-        Path::new(bin).exists() && module.is_none_or(|m| Path::new(APACHE_MODULES).join(m).exists())
+        let path = Path::new(APACHE_MODULES).join(module);
+        (!path.exists()).then(|| format!("{} has no {}", bin.display(), path.display()))
     }
 }
 
@@ -253,7 +277,7 @@ impl Stack {
         );
         let path = root.join("nginx.conf");
         std::fs::write(&path, conf).expect("write nginx.conf");
-        Command::new("nginx")
+        Command::new(Front::Nginx.binary().expect("nginx"))
             .arg("-p")
             .arg(&root)
             .arg("-e")
@@ -329,7 +353,7 @@ impl Stack {
         );
         let path = root.join("httpd.conf");
         std::fs::write(&path, conf).expect("write httpd.conf");
-        Command::new("apache2")
+        Command::new(Front::ApacheFcgid.binary().expect("apache2"))
             .arg("-d")
             .arg(&root)
             .arg("-f")

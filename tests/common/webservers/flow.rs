@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{Front, HttpResponse, Stack, StackSpec};
 use crate::common::fxa::{self, TestKey};
-use crate::common::now;
+use crate::common::{self, now, Prereq};
 
 /// The key id the fixture key signs under.
 const KID: &str = "deploy-key";
@@ -220,9 +220,10 @@ fn record(id: &str, sortindex: i64) -> Value {
     json!({"id": id, "sortindex": sortindex, "payload": format!("payload of {id}")})
 }
 
-/// Waits until the two-decimal server clock has moved on (distinct modified times).
+/// Waits until the two-decimal server clock has moved on (distinct modified times): every
+/// timestamp the server returned so far is at most `now()`.
 fn tick() {
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    common::wait_past(now());
 }
 
 /// The whole client flow: batch upload (batch=true, append, commit), reads with every
@@ -450,19 +451,17 @@ pub fn bad_signature_is_401(c: &Client) {
     assert_eq!(r.status, 401, "{}", r.text());
 }
 
-/// Skips (with a note on stderr) when the web server is not installed.
+/// Whether the web server (or its Apache module) is missing: then [`common::skip`] has
+/// failed the test, or reported it skipped when `SYNCSERVER_TEST_ALLOW_SKIP` allows it.
 pub fn skip(front: Front) -> bool {
-    if front.available() {
+    let Some(why) = front.missing() else {
         return false;
-    }
-    // CI installs every web server (.ci/run): there a missing one is a failure.
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{front:?} is not installed, but CI must run the web-server tests"
-    );
-    eprintln!(
-        "SKIPPED: {front:?} is not installed (apt-get install nginx apache2 libapache2-mod-fcgid)"
-    );
+    };
+    let prereq = match front {
+        Front::Nginx => Prereq::Nginx,
+        Front::ApacheFcgid | Front::ApacheProxyFcgi => Prereq::Apache,
+    };
+    common::skip(prereq, &why);
     true
 }
 
