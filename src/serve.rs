@@ -327,6 +327,9 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Handlers before the socket exists: a SIGTERM sent as soon as the socket accepts (a
+    // supervisor, a test) must still stop us cleanly and remove the socket.
+    let shutdown = fcgi::install_signal_handlers();
     // The local trial listener needs no FastCGI socket.
     let listener = match &options.http {
         Some(_) => None,
@@ -339,7 +342,6 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
             }
         },
     };
-    let shutdown = fcgi::install_signal_handlers();
     let max_body = settings.storage.max_request_bytes as usize;
     let app = Arc::new(built.app);
     let result = match (listener, &options.http) {
