@@ -4,82 +4,25 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::commands::{fails, ok, run, run_with, stderr};
 use common::{json, Server, ServerSpec, Session, TempDir, BIN};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
 const FXA: &str = "api.accounts.firefox.com";
 
-/// Runs the binary with `--config ini` and `args`, feeding `stdin` if given.
-fn cli_with(ini: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(ini)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("SYNCSERVER_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let mut child = cmd.spawn().expect("run command");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        // The command may exit before reading (e.g. an unknown account).
-        let _ = pipe.write_all(text.as_bytes());
-    }
-    child.wait_with_output().expect("wait for command")
-}
-
 fn ini(server: &Server) -> PathBuf {
     server.dir.join("syncserver.ini")
 }
 
 fn cli(server: &Server, args: &[&str]) -> Output {
-    cli_with(&ini(server), args, None)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts success and returns stdout.
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-/// Asserts failure and returns stderr.
-#[track_caller]
-fn fails(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "unexpected success\nstdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-    stderr(o)
+    run(&ini(server), args)
 }
 
 #[track_caller]
@@ -569,7 +512,7 @@ fn users_delete_by_uid_account_and_email() {
 
     // Refused at the prompt, or no answer at all: nothing happens.
     for answer in ["n\n", "", "whatever\n"] {
-        let o = cli_with(&ini, &["users", "delete", "1"], Some(answer));
+        let o = run_with(&ini, &["users", "delete", "1"], Some(answer));
         let err = fails(&o);
         assert!(err.contains("[y/N]"), "{err}");
         assert!(err.contains(&format!("acct1@{FXA}")), "{err}");
@@ -584,7 +527,7 @@ fn users_delete_by_uid_account_and_email() {
     }
 
     // "y" on stdin, by uid.
-    let o = cli_with(&ini, &["users", "delete", "1"], Some("y\n"));
+    let o = run_with(&ini, &["users", "delete", "1"], Some("y\n"));
     let out = ok(&o);
     assert!(out.contains("2 records removed"), "{out}");
     assert_eq!(users_of(1), 0);
@@ -650,12 +593,12 @@ fn users_delete_counts_what_it_removes() {
     let bookmarks = cid(&c, "bookmarks");
     insert_expiring(&mut c, 1, bookmarks, "old", 1, now_s() - 10);
     let ini = ini(&server);
-    let err = fails(&cli_with(&ini, &["users", "delete", "1"], Some("n\n")));
+    let err = fails(&run_with(&ini, &["users", "delete", "1"], Some("n\n")));
     assert!(
         err.contains("(uid 1; 6 records, of which 1 expired, 24 bytes)?"),
         "{err}"
     );
-    let o = cli_with(&ini, &["users", "delete", "1"], Some("y\n"));
+    let o = run_with(&ini, &["users", "delete", "1"], Some("y\n"));
     assert!(
         stderr(&o).contains("6 records, of which 1 expired"),
         "{}",
@@ -666,7 +609,7 @@ fn users_delete_counts_what_it_removes() {
         out.contains("6 records removed (expired ones included)"),
         "{out}"
     );
-    let err = fails(&cli_with(&ini, &["users", "delete", "2"], Some("no\n")));
+    let err = fails(&run_with(&ini, &["users", "delete", "2"], Some("no\n")));
     assert!(
         err.contains("(uid 2; 1 record, none expired, 3 bytes)?"),
         "{err}"
@@ -686,7 +629,7 @@ fn check_config_suggests_known_keys() {
         "[syncserver]\npublc_url = http://localhost:5000\nsecret = s3cret\n",
     )
     .unwrap();
-    let err = fails(&cli_with(&ini, &["check-config"], None));
+    let err = fails(&run_with(&ini, &["check-config"], None));
     assert!(
         err.contains("`public_url` is not set ([syncserver] publc_url (")
             && err.contains(":2) is there: did you mean public_url?)"),
@@ -698,7 +641,7 @@ fn check_config_suggests_known_keys() {
          [storage]\nquota_sise = 5\ntoken_duration = 60\n",
     )
     .unwrap();
-    let out = ok(&cli_with(&ini, &["check-config"], None));
+    let out = ok(&run_with(&ini, &["check-config"], None));
     for hint in [
         "[syncserver] sqlrui",
         "did you mean sqluri?",
@@ -908,7 +851,7 @@ fn missing_database_is_explained() {
         &["backup", target.to_str().unwrap()],
     ];
     for args in commands {
-        let err = fails(&cli_with(&ini, args, None));
+        let err = fails(&run_with(&ini, args, None));
         assert!(
             err.contains("no database at") && err.contains("nope.db"),
             "{args:?}: {err}"
@@ -940,7 +883,7 @@ fn locked_database_fails_cleanly() {
     .into_iter()
     .map(|args| {
         let ini = ini.clone();
-        std::thread::spawn(move || (args.clone(), cli_with(&ini, &args, None)))
+        std::thread::spawn(move || (args.clone(), run_with(&ini, &args, None)))
     })
     .collect();
     let results: Vec<_> = jobs.into_iter().map(|j| j.join().unwrap()).collect();

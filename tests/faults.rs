@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::fcgi_client::CgiResponse;
 use common::fxa::{self, FakeFxa, Mode, TestKey};
-use common::{is_root, json, Prereq, Server, ServerSpec, Session, TempDir};
+use common::{assert_503, is_root, json, Prereq, Server, ServerSpec, Session, TempDir};
 
 fn run(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
@@ -21,16 +21,6 @@ fn run(cmd: &str, args: &[&str]) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-#[track_caller]
-fn assert_503(r: &CgiResponse, what: &str) {
-    assert_eq!(r.status, 503, "{what}: {}", r.text());
-    let after: u32 = r
-        .header("Retry-After")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{what}: no Retry-After in {:?}", r.headers));
-    assert!(after > 0, "{what}");
 }
 
 fn integrity_ok(db: &Path) {

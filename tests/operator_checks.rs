@@ -5,21 +5,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::{Server, ServerSpec, Session, TempDir, BIN, PUBLIC_URL};
-
-fn run(ini: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(ini)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("SYNCSERVER_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run command")
-}
+use common::commands::run;
+use common::{Server, ServerSpec, Session, TempDir, PUBLIC_URL};
 
 fn text(o: &Output) -> String {
     format!(

@@ -5,43 +5,16 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
+use common::commands::{ok, run};
 use common::fcgi_client::CgiResponse;
 use common::fxa::{self, FakeFxa, TestKey};
-use common::{json, Server, ServerSpec, TempDir, User, BIN};
+use common::{json, Server, ServerSpec, TempDir, User};
 
 const TOKEN_PATH: &str = "/token/1.0/sync/1.5";
 const JSON_CT: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
 fn key1() -> TestKey {
     TestKey::load("oauth-test-key.pk8", "key-1")
-}
-
-/// Runs an operator command with `ini`.
-fn cli(ini: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(ini)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("SYNCSERVER_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run command")
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Signs in `sub` (generation/keys-changed-at `kca`, key fingerprint `fp`) and
@@ -133,7 +106,7 @@ fn deleted_account_uid_is_never_reused_and_its_token_is_refused_everywhere() {
     }
 
     // Delete the newest account while both processes keep running.
-    let out = ok(&cli(
+    let out = ok(&run(
         &ini,
         &["users", "delete", &b.uid.to_string(), "--yes"],
     ));
@@ -213,7 +186,7 @@ fn python_database_uids_continue_after_its_highest() {
         },
     );
     let ini = server.dir.join("syncserver.ini");
-    ok(&cli(&ini, &["users", "delete", "7", "--yes"]));
+    ok(&run(&ini, &["users", "delete", "7", "--yes"]));
     let next = sign_in(&server, &key, &fxa::fxa_uid(), 1000, 1);
     assert_eq!(next.uid, 8, "the deleted uid 7 must not come back");
     // A token for the deleted uid (as the Python server would have issued it) is refused.
@@ -234,7 +207,7 @@ fn purge_removes_late_writes_to_deleted_uids() {
         [],
     )
     .expect("user row");
-    ok(&cli(&ini, &["users", "delete", "3", "--yes"]));
+    ok(&run(&ini, &["users", "delete", "3", "--yes"]));
     // The late write, as it would have been stored.
     db.execute_batch(
         "INSERT OR IGNORE INTO collections (name) VALUES ('tabs');
@@ -244,7 +217,7 @@ fn purge_removes_late_writes_to_deleted_uids() {
            SELECT 3, collectionid, 1 FROM collections WHERE name = 'tabs';",
     )
     .expect("late write");
-    ok(&cli(&ini, &["purge"]));
+    ok(&run(&ini, &["purge"]));
     let left: i64 = db
         .query_row(
             "SELECT (SELECT COUNT(*) FROM bso WHERE userid = 3)
@@ -331,7 +304,7 @@ fn forwarded_proto_counts_only_from_trusted_proxies() {
 
     // check-config shows the setting; a bad entry stops the server with a clear message.
     let ini = behind.dir.join("syncserver.ini");
-    let report = ok(&cli(&ini, &["check-config"]));
+    let report = ok(&run(&ini, &["check-config"]));
     assert!(
         report.contains("trusted_proxies") && report.contains("192.168.0.0/16"),
         "{report}"
@@ -342,7 +315,7 @@ fn forwarded_proto_counts_only_from_trusted_proxies() {
         "[syncserver]\npublic_url = http://localhost:5000\nsecret = 0123456789abcdef0123\ntrusted_proxies = 10.0.0.1, proxy.example\n",
     )
     .expect("write ini");
-    let o = cli(&bad, &["check-config"]);
+    let o = run(&bad, &["check-config"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(

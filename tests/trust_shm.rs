@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fcgi_client::CgiResponse;
-use common::{is_root, json, Prereq, Server, Session};
+use common::{assert_503, is_root, json, Prereq, Server, Session};
 
 fn chattr(flag: &str, path: &Path) -> bool {
     Command::new("chattr")
@@ -29,16 +29,6 @@ impl Drop for Immutable {
     fn drop(&mut self) {
         chattr("-i", &self.0);
     }
-}
-
-#[track_caller]
-fn assert_503(r: &CgiResponse, what: &str) {
-    assert_eq!(r.status, 503, "{what}: {}", r.text());
-    let after: u32 = r
-        .header("Retry-After")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{what}: no Retry-After in {:?}", r.headers));
-    assert!(after > 0, "{what}");
 }
 
 /// Sends `n` requests at once (so every database session, and new ones, are asked for).

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client_auth;
+pub mod commands;
 pub mod fcgi_client;
 pub mod fxa;
 pub mod webservers;
@@ -763,4 +764,15 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Asserts a 503 with a positive `Retry-After`, as every refusal to try later must carry.
+#[track_caller]
+pub fn assert_503(r: &CgiResponse, what: &str) {
+    assert_eq!(r.status, 503, "{what}: {}", r.text());
+    let after: u32 = r
+        .header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no Retry-After in {:?}", r.headers));
+    assert!(after > 0, "{what}");
 }
