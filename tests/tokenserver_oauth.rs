@@ -9,11 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fcgi_client::CgiResponse;
-use common::fxa::{self, bad, FakeFxa, Mode, TestKey};
+use common::fxa::{self, bad, get_token, FakeFxa, Mode, TestKey};
 use common::{json, Server, ServerSpec, TempDir, BIN};
 use serde_json::json;
-
-const TOKEN_PATH: &str = "/token/1.0/sync/1.5";
 
 fn key1() -> TestKey {
     TestKey::load("oauth-test-key.pk8", "key-1")
@@ -28,17 +26,6 @@ fn start(verifier: &str, extra: &str) -> Server {
         extra_ini: format!("oauth_verifier = {verifier}\n{extra}"),
         ..ServerSpec::default()
     })
-}
-
-fn get_token(server: &Server, bearer: &str) -> CgiResponse {
-    let auth = format!("Bearer {bearer}");
-    let kid = fxa::key_id(1000, fxa::fingerprint(1));
-    server.request(
-        "GET",
-        TOKEN_PATH,
-        &[("Authorization", &auth), ("X-KeyID", &kid)],
-        b"",
-    )
 }
 
 fn emails(server: &Server) -> Vec<String> {
@@ -345,21 +332,10 @@ fn requests_queued_behind_a_slow_key_fetch_do_not_each_wait() {
         ..ServerSpec::default()
     });
     let jwt = key.token(&fxa::claims("u1", 1));
-    let t0 = Instant::now();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| get_token(&server, &jwt)))
-            .collect();
-        for h in handles {
-            assert_unavailable(&h.join().expect("thread"));
-        }
-    });
+    let (answers, took) = fxa::token_requests_at_once(&server, &jwt, 4);
+    answers.iter().for_each(assert_unavailable);
     // One fetch times out (~1 s); the others share its failure instead of
     // queueing for a timeout each (which would take ~4 s).
-    assert!(
-        t0.elapsed() < Duration::from_millis(2500),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert!(took < Duration::from_millis(2500), "{took:?}");
     assert!(fxa.count("/v1/jwks") <= 2, "{}", fxa.count("/v1/jwks"));
 }

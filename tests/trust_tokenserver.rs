@@ -9,25 +9,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fcgi_client::CgiResponse;
-use common::fxa::{self, FakeFxa, Mode, TestKey};
+use common::fxa::{self, get_token, FakeFxa, Mode, TestKey};
 use common::{json, Server, ServerSpec, Session};
 use serde_json::{json, Value};
 
-const TOKEN_PATH: &str = "/token/1.0/sync/1.5";
-
 fn key1() -> TestKey {
     TestKey::load("oauth-test-key.pk8", "key-1")
-}
-
-fn get_token(server: &Server, bearer: &str) -> CgiResponse {
-    let auth = format!("Bearer {bearer}");
-    let kid = fxa::key_id(1000, fxa::fingerprint(1));
-    server.request(
-        "GET",
-        TOKEN_PATH,
-        &[("Authorization", &auth), ("X-KeyID", &kid)],
-        b"",
-    )
 }
 
 /// A tokenserver 503: its JSON error body and a Retry-After.
@@ -163,16 +150,8 @@ fn endpoint_discovery_is_single_flight() {
         ..ServerSpec::default()
     });
     let jwt = key.token(&fxa.claims(&fxa::fxa_uid(), 1));
-    let t0 = Instant::now();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| get_token(&server, &jwt)))
-            .collect();
-        for h in handles {
-            assert_token_503(&h.join().expect("thread"));
-        }
-    });
-    let took = t0.elapsed();
+    let (answers, took) = fxa::token_requests_at_once(&server, &jwt, 4);
+    answers.iter().for_each(assert_token_503);
     assert!(took < Duration::from_millis(2500), "{took:?}");
     assert_eq!(fxa.count("/.well-known/fxa-client-configuration"), 1);
 

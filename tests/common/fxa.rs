@@ -469,3 +469,37 @@ pub fn fxa_uid() -> String {
         epoch()
     )
 }
+
+/// Where the token endpoint is, below public_url.
+pub const TOKEN_PATH: &str = "/token/1.0/sync/1.5";
+
+/// `GET` the token endpoint with `bearer` and the X-KeyID of fingerprint 1.
+pub fn get_token(server: &super::Server, bearer: &str) -> super::fcgi_client::CgiResponse {
+    let auth = format!("Bearer {bearer}");
+    let kid = key_id(1000, fingerprint(1));
+    server.request(
+        "GET",
+        TOKEN_PATH,
+        &[("Authorization", &auth), ("X-KeyID", &kid)],
+        b"",
+    )
+}
+
+/// Sends `n` token requests with `bearer` at once; their answers, and how long all took.
+pub fn token_requests_at_once(
+    server: &super::Server,
+    bearer: &str,
+    n: usize,
+) -> (Vec<super::fcgi_client::CgiResponse>, Duration) {
+    let t0 = Instant::now();
+    let answers = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| s.spawn(|| get_token(server, bearer)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("token request thread"))
+            .collect()
+    });
+    (answers, t0.elapsed())
+}
