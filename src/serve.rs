@@ -1,26 +1,23 @@
 //! Start-up: settings → logging → database → application → FastCGI server.
 //! Everything that can be done once is done here, not per request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::admin;
-use crate::admin::stored_secret;
+use crate::admin::{stored_secret, SecretError};
 use crate::app::{App, AppConfig};
 use crate::auth::{Authenticator, ReplayLimits, DEFAULT_MAX_TOKENS};
 use crate::cli::{AdminCommand, ServeOptions};
 use crate::config::{self, DatabaseUri, NoteLevel, Settings};
-use crate::db::sqlite::replay::{replay_path, SharedReplay};
-use crate::db::sqlite::shm::ShmGuard;
-use crate::db::sqlite::{self, Location, SqliteDb};
-use crate::db::{Database, Pool};
+use crate::db::{self, DbError};
 use crate::devhttp;
 use crate::fcgi::{self, ServerOptions};
 use crate::front::FcgiFront;
 use crate::preflight;
 use crate::storage::{Storage, StorageConfig};
-use crate::tokenserver::jwt::{parse_jwks, RsaJwk};
+use crate::tokenserver::jwt::{parse_jwks, JwkError, RsaJwk};
 use crate::tokenserver::oauth::OAuthConfig;
 use crate::tokenserver::rules::Admission;
 use crate::tokenserver::{self, Tokenserver, TokenserverConfig};
@@ -110,11 +107,59 @@ fn init_logging(settings: &Settings) {
     }));
 }
 
-/// Where `settings` keep the database.
-pub fn location(settings: &Settings) -> Location {
-    match &settings.database {
-        DatabaseUri::Sqlite(path) => Location::File(path.clone()),
-        DatabaseUri::Memory => Location::Memory,
+/// Why start-up could not build the application.
+#[derive(Debug)]
+pub enum StartError {
+    /// The database could not be opened or prepared.
+    Database {
+        /// The configured database.
+        uri: DatabaseUri,
+        /// Why.
+        cause: DbError,
+    },
+    /// A secret that is not configured could not be generated or stored.
+    Secret(SecretError),
+    /// `[oauth] jwks` does not parse.
+    Jwks(JwkError),
+    /// `[oauth] jwks_file` cannot be read.
+    JwksFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// `[oauth] jwks_file` does not parse.
+    JwksFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: JwkError,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Database { uri, cause } => {
+                write!(f, "cannot open the database {uri:?}: {cause}")
+            }
+            StartError::Secret(e) => e.fmt(f),
+            StartError::Jwks(e) => write!(f, "[oauth] jwks: {e}"),
+            StartError::JwksFileUnreadable { path, cause } => {
+                write!(f, "[oauth] jwks_file {}: {cause}", path.display())
+            }
+            StartError::JwksFile { path, cause } => {
+                write!(f, "[oauth] jwks_file {}: {cause}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<SecretError> for StartError {
+    fn from(e: SecretError) -> Self {
+        StartError::Secret(e)
     }
 }
 
@@ -129,51 +174,37 @@ pub struct Built {
 /// Prepares the database and builds the application. `shared_replay`: keep the Hawk replay
 /// state where every process on this database sees it (for a socket inherited from mod_fcgid
 /// or spawn-fcgi, which may start several processes).
-pub fn build(settings: &Settings, workers: usize, shared_replay: bool) -> Result<Built, String> {
-    let location = location(settings);
-    let (conn, migration) = sqlite::prepare(&location)
-        .map_err(|e| format!("cannot open the database {:?}: {e}", settings.database))?;
-    for change in &migration.changes {
+pub fn build(
+    settings: &Settings,
+    workers: usize,
+    shared_replay: bool,
+) -> Result<Built, StartError> {
+    let mut opened =
+        db::open(&settings.database, workers).map_err(|cause| StartError::Database {
+            uri: settings.database.clone(),
+            cause,
+        })?;
+    for change in &opened.changes {
         log::info!("database upgraded: {change}");
     }
     let secrets = if settings.secrets.is_empty() {
-        vec![stored_secret(&conn, "secret", "secret")?]
+        vec![stored_secret(&mut *opened.first, "secret", "secret")?]
     } else {
         settings.secrets.clone()
     };
     let metrics_secret = match &settings.metrics_secret {
         Some(s) => s.clone(),
         None => stored_secret(
-            &conn,
+            &mut *opened.first,
             "metrics_secret",
             "metrics secret (for hashed_fxa_uid)",
         )?,
     };
     let jwks = configured_jwks(settings)?;
 
-    let workers = if location == Location::Memory && workers > 1 {
-        log::warn!("sqluri is :memory:, which no two workers can share: using 1 worker");
-        1
-    } else {
-        workers
-    };
-    // The start-up connection is the first session; the others open on demand.
-    let first: Box<dyn Database> =
-        Box::new(SqliteDb::from_connection(conn).map_err(|e| e.to_string())?);
-    let opener_location = location.clone();
-    let mut pool = Pool::new(
-        first,
-        workers,
-        Box::new(move || {
-            SqliteDb::open(&opener_location).map(|db| Box::new(db) as Box<dyn Database>)
-        }),
-    );
-    if let Location::File(path) = &location {
-        // An immutable -shm would crash the process on SQLite's next access (SIGBUS).
-        let shm = ShmGuard::for_database(path);
-        shm.report_sigbus();
-        pool = pool.with_guard(Box::new(move || shm.check()));
-    }
+    // The start-up session is the first one; the others open on demand.
+    let workers = opened.sessions;
+    let (pool, replay_opener) = opened.into_pool();
     let pool = Arc::new(pool);
 
     let tokenserver = Tokenserver::new(
@@ -211,21 +242,17 @@ pub fn build(settings: &Settings, workers: usize, shared_replay: bool) -> Result
         DEFAULT_MAX_TOKENS,
         limits,
     );
-    if let (true, Location::File(db)) = (shared_replay, &location) {
-        let path = replay_path(db);
+    if let (true, Some(opener)) = (shared_replay, replay_opener) {
+        let place = opener.place();
         // Refusing to start would take reads down too (mod_fcgid answers 500 for a worker that
         // exits); each process then keeps its own nonces, as before, and says so loudly.
-        match SharedReplay::open(&path, limits) {
+        match opener.open(limits) {
             Ok(shared) => {
-                log::info!(
-                    "Hawk nonces are shared by every process through {}",
-                    path.display()
-                );
-                authenticator = authenticator.with_replay_store(Box::new(shared));
+                log::info!("Hawk nonces are shared by every process through {place}");
+                authenticator = authenticator.with_replay_store(shared);
             }
             Err(e) => log::error!(
-                "cannot open the replay file {} ({e}): each process keeps its own Hawk nonces, so a replay sent to another process is not caught; make the database directory writable",
-                path.display()
+                "cannot open the replay file {place} ({e}): each process keeps its own Hawk nonces, so a replay sent to another process is not caught; make the database directory writable"
             ),
         }
     }
@@ -266,16 +293,21 @@ fn tune_allocator() {
 }
 
 /// The JWKs from `[oauth] jwks` and `jwks_file` (both may be given: rotation).
-fn configured_jwks(settings: &Settings) -> Result<Vec<RsaJwk>, String> {
+fn configured_jwks(settings: &Settings) -> Result<Vec<RsaJwk>, StartError> {
     let mut keys = Vec::new();
     if let Some(text) = &settings.oauth_jwks {
-        keys.extend(parse_jwks(text).map_err(|e| format!("[oauth] jwks: {e}"))?);
+        keys.extend(parse_jwks(text).map_err(StartError::Jwks)?);
     }
     if let Some(path) = &settings.oauth_jwks_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("[oauth] jwks_file {}: {e}", path.display()))?;
-        let parsed =
-            parse_jwks(&text).map_err(|e| format!("[oauth] jwks_file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| StartError::JwksFileUnreadable {
+                path: path.clone(),
+                cause,
+            })?;
+        let parsed = parse_jwks(&text).map_err(|cause| StartError::JwksFile {
+            path: path.clone(),
+            cause,
+        })?;
         keys.extend(parsed);
     }
     Ok(keys)

@@ -13,12 +13,13 @@ mod users;
 
 use std::path::Path;
 
-use crate::config::{DatabaseUri, Settings};
-use crate::db::sqlite::{self, Location, SqliteDb};
+use crate::config::Settings;
+use crate::db::admin::AdminDb;
+use crate::db::{self, AdminAccess};
 
 pub use backup::backup;
 pub use purge::{purge, PurgeOptions};
-pub use secret::{secret, stored_secret};
+pub use secret::{secret, stored_secret, SecretError};
 pub use stats::stats;
 pub use users::{delete_user, list_users};
 
@@ -46,28 +47,13 @@ impl From<crate::db::DbError> for AdminError {
 
 /// Opens the server's existing database; `write` also brings its schema up
 /// to date (as the server would at start-up).
-pub fn open(settings: &Settings, write: bool) -> Result<SqliteDb, AdminError> {
-    let path = match &settings.database {
-        DatabaseUri::Sqlite(p) => p.clone(),
-        DatabaseUri::Memory => {
-            return Err(AdminError(
-                "sqluri is :memory:: there is no database file to work on".into(),
-            ))
-        }
+pub fn open(settings: &Settings, write: bool) -> Result<Box<dyn AdminDb>, AdminError> {
+    let access = if write {
+        AdminAccess::Write
+    } else {
+        AdminAccess::Read
     };
-    if !path.is_file() {
-        return Err(AdminError(format!(
-            "there is no database at {} (check sqluri in the configuration)",
-            path.display()
-        )));
-    }
-    let location = Location::File(path.clone());
-    if write {
-        sqlite::prepare(&location)
-            .map_err(|e| AdminError(format!("cannot open {} for writing: {e}", path.display())))?;
-    }
-    SqliteDb::open(&location)
-        .map_err(|e| AdminError(format!("cannot open {}: {e}", path.display())))
+    db::open_admin(&settings.database, access).map_err(|e| AdminError(e.to_string()))
 }
 
 /// Formats epoch milliseconds as UTC `YYYY-MM-DD HH:MM:SS`.

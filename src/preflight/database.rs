@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use super::users::current_user;
 use crate::config::DatabaseUri;
-use crate::db::sqlite::replay::replay_path;
 
 fn access(path: &Path, mode: libc::c_int) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())?;
@@ -101,12 +100,12 @@ pub fn database_problems(uri: &DatabaseUri) -> Vec<String> {
             }
         }
     }
-    for side in [
+    let sides = [
         with_suffix(path, "-wal"),
         with_suffix(path, "-shm"),
         with_suffix(path, "-journal"),
-        replay_path(path),
-    ] {
+    ];
+    for side in sides.into_iter().chain(crate::db::side_files(path)) {
         if side.exists() {
             if let Err(e) = access(&side, libc::R_OK | libc::W_OK) {
                 problems.push(format!(
