@@ -1,11 +1,11 @@
-//! Command-line parsing and the dispatch of commands.
+//! Command-line parsing: the arguments become a [`Command`] of plain options
+//! (`crate::options`); `main` runs it.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::admin::PurgeOptions;
-use crate::fcgi::BindAddr;
+use crate::options::{AdminCommand, ServeOptions};
 
 /// The usage text shown by `--help` and on errors.
 pub const USAGE: &str = "\
@@ -114,61 +114,6 @@ with SQLite's online backup, while the server keeps serving. The copy is
 integrity-checked and self-contained. To restore: stop the server, replace the
 database file with the copy, delete any syncserver.db-wal and -shm files beside
 it, start the server.";
-
-/// Options of `serve`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// `--bind`.
-    pub bind: Option<BindAddr>,
-    /// `--socket-mode`.
-    pub socket_mode: u32,
-    /// `--socket-group`, as given (a name or gid, resolved at start-up).
-    pub socket_group: Option<String>,
-    /// `--workers`.
-    pub workers: usize,
-    /// `--max-connections`.
-    pub max_connections: usize,
-    /// `--http HOST:PORT`: the local trial listener instead of FastCGI.
-    pub http: Option<String>,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            bind: None,
-            socket_mode: 0o660,
-            socket_group: None,
-            workers: 4,
-            max_connections: 768,
-            http: None,
-        }
-    }
-}
-
-/// An operator command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminCommand {
-    /// `purge`.
-    Purge(PurgeOptions),
-    /// `users list`.
-    ListUsers,
-    /// `users delete`.
-    DeleteUser {
-        /// ACCOUNT or UID.
-        target: String,
-        /// `--yes`.
-        yes: bool,
-    },
-    /// `stats`.
-    Stats,
-    /// `backup FILE`.
-    Backup(PathBuf),
-    /// `secret`: print the secret in effect.
-    Secret {
-        /// `--metrics`: the metrics secret instead.
-        metrics: bool,
-    },
-}
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,32 +351,10 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     }
 }
 
-/// Runs a command and returns the process exit code.
-pub fn run(command: Command) -> ExitCode {
-    match command {
-        Command::Help(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            println!("syncserver-fcgi {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Command::CheckConfig { config, as_user } => {
-            crate::serve::check_config(config.as_deref(), as_user.as_deref())
-        }
-        Command::Serve { config, options } => crate::serve::run(config.as_deref(), &options),
-        Command::Admin {
-            config,
-            command,
-            json,
-        } => crate::serve::admin(config.as_deref(), &command, json),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fcgi::BindAddr;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

@@ -12,10 +12,13 @@ mod table;
 mod users;
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use crate::config::Settings;
 use crate::db::admin::AdminDb;
 use crate::db::{self, AdminAccess};
+use crate::options::AdminCommand;
+use crate::start::load_settings;
 
 pub use backup::backup;
 pub use purge::{purge, PurgeOptions};
@@ -54,6 +57,43 @@ pub fn open(settings: &Settings, write: bool) -> Result<Box<dyn AdminDb>, AdminE
         AdminAccess::Read
     };
     db::open_admin(&settings.database, access).map_err(|e| AdminError(e.to_string()))
+}
+
+/// Runs an operator command with the server's configuration.
+pub fn run(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCode {
+    let settings = match load_settings(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
+    let result = match command {
+        AdminCommand::Purge(opts) => purge(&settings, opts, json),
+        AdminCommand::ListUsers => list_users(&settings, json),
+        AdminCommand::DeleteUser { target, yes } => {
+            let stdin = std::io::stdin();
+            delete_user(
+                &settings,
+                target,
+                *yes,
+                &mut stdin.lock(),
+                &mut std::io::stderr(),
+            )
+        }
+        AdminCommand::Stats => stats(&settings, json),
+        AdminCommand::Backup(file) => backup(&settings, file),
+        AdminCommand::Secret { metrics } => secret(&settings, *metrics),
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("syncserver-fcgi: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Formats epoch milliseconds as UTC `YYYY-MM-DD HH:MM:SS`.
