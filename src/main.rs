@@ -6,8 +6,7 @@ use syncserver_fcgi::cli::{self, Command};
 use syncserver_fcgi::{admin, check, serve};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match cli::parse(&args) {
+    match cli::parse(std::env::args_os().skip(1)) {
         Ok(command) => run(command),
         Err(e) => {
             eprintln!("syncserver-fcgi: {e}\n\n{}", cli::USAGE);
