@@ -4,7 +4,7 @@
 //! A new engine (MySQL, PostgreSQL) adds a module beside `sqlite` and one arm to
 //! each `match` below; nothing outside `db` names an engine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::admin::AdminDb;
 use super::pool::{Guard, Opener};
@@ -176,10 +176,21 @@ pub fn open_admin(
     Ok(Box::new(db))
 }
 
-/// The files beside the database that the server also reads and writes (for the
-/// start-up checks), besides those the engine's own files need.
-pub fn side_files(database: &Path) -> Vec<std::path::PathBuf> {
-    vec![replay_path(database)]
+/// The files the server may keep beside the database file `database` and must be
+/// able to read and write (the engine's journals, the shared replay state), for
+/// the start-up checks.
+pub fn side_files(database: &Path) -> Vec<PathBuf> {
+    let beside = |suffix: &str| {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    vec![
+        beside("-wal"),
+        beside("-shm"),
+        beside("-journal"),
+        replay_path(database),
+    ]
 }
 
 fn location(uri: &DatabaseUri) -> Location {
@@ -189,7 +200,7 @@ fn location(uri: &DatabaseUri) -> Location {
     }
 }
 
-struct SqliteReplay(std::path::PathBuf);
+struct SqliteReplay(PathBuf);
 
 impl SharedReplayOpener for SqliteReplay {
     fn place(&self) -> String {
