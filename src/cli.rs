@@ -1,11 +1,12 @@
-//! Command-line parsing and the dispatch of commands.
+//! Command-line parsing: the arguments become a [`Command`] of plain options
+//! (`crate::options`); `main` runs it.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::admin::PurgeOptions;
-use crate::fcgi::BindAddr;
+use crate::options::{AdminCommand, ServeOptions};
 
 /// The usage text shown by `--help` and on errors.
 pub const USAGE: &str = "\
@@ -115,61 +116,6 @@ integrity-checked and self-contained. To restore: stop the server, replace the
 database file with the copy, delete any syncserver.db-wal and -shm files beside
 it, start the server.";
 
-/// Options of `serve`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// `--bind`.
-    pub bind: Option<BindAddr>,
-    /// `--socket-mode`.
-    pub socket_mode: u32,
-    /// `--socket-group`, as given (a name or gid, resolved at start-up).
-    pub socket_group: Option<String>,
-    /// `--workers`.
-    pub workers: usize,
-    /// `--max-connections`.
-    pub max_connections: usize,
-    /// `--http HOST:PORT`: the local trial listener instead of FastCGI.
-    pub http: Option<String>,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            bind: None,
-            socket_mode: 0o660,
-            socket_group: None,
-            workers: 4,
-            max_connections: 768,
-            http: None,
-        }
-    }
-}
-
-/// An operator command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminCommand {
-    /// `purge`.
-    Purge(PurgeOptions),
-    /// `users list`.
-    ListUsers,
-    /// `users delete`.
-    DeleteUser {
-        /// ACCOUNT or UID.
-        target: String,
-        /// `--yes`.
-        yes: bool,
-    },
-    /// `stats`.
-    Stats,
-    /// `backup FILE`.
-    Backup(PathBuf),
-    /// `secret`: print the secret in effect.
-    Secret {
-        /// `--metrics`: the metrics secret instead.
-        metrics: bool,
-    },
-}
-
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -221,10 +167,11 @@ fn number(flag: &str, v: &str, max: u64) -> Result<u64, CliError> {
     }
 }
 
-/// The arguments split into flags (with their values) and words.
+/// The arguments split into flags (with their values) and words, as the
+/// operating system gave them: a path need not be UTF-8.
 struct Args {
-    flags: Vec<(String, Option<String>)>,
-    words: Vec<String>,
+    flags: Vec<(String, Option<OsString>)>,
+    words: Vec<OsString>,
 }
 
 /// Flags that take a value.
@@ -242,28 +189,28 @@ const VALUED: &[&str] = &[
     "--chunk",
 ];
 
-fn split(args: &[String]) -> Result<Args, CliError> {
+fn split(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Args, CliError> {
+    let mut parser = lexopt::Parser::from_args(args);
     let mut out = Args {
         flags: Vec::new(),
         words: Vec::new(),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if !arg.starts_with('-') || arg == "-" {
-            out.words.push(arg.clone());
-            continue;
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
+    while let Some(arg) = parser.next().map_err(|e| CliError(e.to_string()))? {
+        let flag = match arg {
+            lexopt::Arg::Value(word) => {
+                out.words.push(word);
+                continue;
+            }
+            lexopt::Arg::Long(name) => format!("--{name}"),
+            lexopt::Arg::Short(c) => format!("-{c}"),
         };
         let value = if VALUED.contains(&flag.as_str()) {
             Some(
-                inline
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| CliError(format!("{flag} needs a value")))?,
+                parser
+                    .value()
+                    .map_err(|_| CliError(format!("{flag} needs a value")))?,
             )
-        } else if inline.is_some() {
+        } else if parser.optional_value().is_some() {
             return Err(CliError(format!("{flag} takes no value")));
         } else {
             None
@@ -273,9 +220,27 @@ fn split(args: &[String]) -> Result<Args, CliError> {
     Ok(out)
 }
 
+/// `value` as text, for the flags whose values are not paths.
+fn text<'a>(flag: &str, value: Option<&'a OsString>) -> Result<&'a str, CliError> {
+    match value {
+        None => Ok(""),
+        Some(v) => v
+            .to_str()
+            .ok_or_else(|| CliError(format!("{flag} wants UTF-8 text, not {v:?}"))),
+    }
+}
+
 /// Parses the arguments (without the program name).
-pub fn parse(args: &[String]) -> Result<Command, CliError> {
-    let Args { flags, words } = split(args)?;
+pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Command, CliError> {
+    let Args {
+        flags,
+        words: raw_words,
+    } = split(args)?;
+    // Commands and their words are ASCII; only a path (`backup FILE`) is kept as given.
+    let words: Vec<String> = raw_words
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
     let command = words.first().map(String::as_str).unwrap_or("serve");
     let has = |f: &str| flags.iter().any(|(n, _)| n == f);
     if has("--version") || has("-V") || command == "version" {
@@ -300,12 +265,12 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     let (mut json, mut yes, mut metrics) = (false, false, false);
     let mut as_user = None;
     for (flag, value) in &flags {
-        let v = value.as_deref().unwrap_or("");
+        if matches!(flag.as_str(), "--config" | "-c") {
+            config = value.as_ref().map(PathBuf::from);
+            continue;
+        }
+        let v = text(flag, value.as_ref())?;
         let allowed = match flag.as_str() {
-            "--config" | "-c" => {
-                config = Some(PathBuf::from(v));
-                true
-            }
             "--bind" => {
                 serve.bind = Some(
                     v.parse()
@@ -394,11 +359,11 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
         ("purge", []) => admin(AdminCommand::Purge(purge)),
         ("stats", []) => admin(AdminCommand::Stats),
         ("users", [sub]) if sub == "list" => admin(AdminCommand::ListUsers),
-        ("users", [sub, target]) if sub == "delete" => admin(AdminCommand::DeleteUser {
-            target: target.clone(),
+        ("users", [sub, _]) if sub == "delete" => admin(AdminCommand::DeleteUser {
+            target: text("users delete", raw_words.get(2))?.to_string(),
             yes,
         }),
-        ("backup", [file]) => admin(AdminCommand::Backup(PathBuf::from(file))),
+        ("backup", [_]) => admin(AdminCommand::Backup(PathBuf::from(&raw_words[1]))),
         ("serve" | "check-config" | "purge" | "stats" | "users" | "backup" | "secret", _) => {
             Err(CliError(format!("wrong arguments for {command}\n\n{help}")))
         }
@@ -406,32 +371,10 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
     }
 }
 
-/// Runs a command and returns the process exit code.
-pub fn run(command: Command) -> ExitCode {
-    match command {
-        Command::Help(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            println!("syncserver-fcgi {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Command::CheckConfig { config, as_user } => {
-            crate::serve::check_config(config.as_deref(), as_user.as_deref())
-        }
-        Command::Serve { config, options } => crate::serve::run(config.as_deref(), &options),
-        Command::Admin {
-            config,
-            command,
-            json,
-        } => crate::serve::admin(config.as_deref(), &command, json),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fcgi::BindAddr;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -440,7 +383,7 @@ mod tests {
     #[test]
     fn defaults_to_serve() {
         assert_eq!(
-            parse(&[]).unwrap(),
+            parse(Vec::<String>::new()).unwrap(),
             Command::Serve {
                 config: None,
                 options: ServeOptions::default()
@@ -450,7 +393,7 @@ mod tests {
 
     #[test]
     fn serve_options() {
-        let c = parse(&args(
+        let c = parse(args(
             "--config /x.ini serve --bind unix:/tmp/s.sock --socket-mode 666 --workers=8",
         ))
         .unwrap();
@@ -469,13 +412,13 @@ mod tests {
             command: AdminCommand::Purge(p),
             json,
             ..
-        } = parse(&args("purge --grace-period 0 --replaced --json")).unwrap()
+        } = parse(args("purge --grace-period 0 --replaced --json")).unwrap()
         else {
             panic!()
         };
         assert_eq!((p.grace_period, p.replaced, json), (0, true, true));
         assert_eq!(
-            parse(&args("-c a.ini users delete abc --yes")).unwrap(),
+            parse(args("-c a.ini users delete abc --yes")).unwrap(),
             Command::Admin {
                 config: Some("a.ini".into()),
                 command: AdminCommand::DeleteUser {
@@ -486,50 +429,74 @@ mod tests {
             }
         );
         assert!(matches!(
-            parse(&args("backup /tmp/x.db")).unwrap(),
+            parse(args("backup /tmp/x.db")).unwrap(),
             Command::Admin {
                 command: AdminCommand::Backup(_),
                 ..
             }
         ));
         assert_eq!(
-            parse(&args("purge --help")).unwrap(),
+            parse(args("purge --help")).unwrap(),
             Command::Help(PURGE_HELP)
         );
     }
 
     #[test]
     fn mistakes() {
-        assert!(parse(&args("--workers 0")).is_err());
-        assert!(parse(&args("--workers")).is_err());
-        assert!(parse(&args("--socket-mode 999")).is_err());
-        assert!(parse(&args("frobnicate")).is_err());
-        assert!(parse(&args("--nope")).is_err());
-        assert!(parse(&args("stats --bind unix:/x")).is_err());
-        assert!(parse(&args("users delete")).is_err());
-        assert!(parse(&args("backup")).is_err());
+        assert!(parse(args("--workers 0")).is_err());
+        assert!(parse(args("--workers")).is_err());
+        assert!(parse(args("--socket-mode 999")).is_err());
+        assert!(parse(args("frobnicate")).is_err());
+        assert!(parse(args("--nope")).is_err());
+        assert!(parse(args("stats --bind unix:/x")).is_err());
+        assert!(parse(args("users delete")).is_err());
+        assert!(parse(args("backup")).is_err());
         assert_eq!(
-            parse(&args("check-config -c a.ini")).unwrap(),
+            parse(args("check-config -c a.ini")).unwrap(),
             Command::CheckConfig {
                 config: Some("a.ini".into()),
                 as_user: None
             }
         );
-        assert!(parse(&args("serve --as-user www-data")).is_err());
-        assert!(parse(&args("stats --metrics")).is_err());
+        assert!(parse(args("serve --as-user www-data")).is_err());
+        assert!(parse(args("stats --metrics")).is_err());
         assert_eq!(
-            parse(&args("check-config --as-user www-data")).unwrap(),
+            parse(args("check-config --as-user www-data")).unwrap(),
             Command::CheckConfig {
                 config: None,
                 as_user: Some("www-data".into())
             }
         );
         assert!(matches!(
-            parse(&args("secret --metrics")).unwrap(),
+            parse(args("secret --metrics")).unwrap(),
             Command::Admin {
                 command: AdminCommand::Secret { metrics: true },
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn paths_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"/tmp/caf\xe9.ini");
+        let parsed = parse([OsString::from("--config"), bad.to_owned(), "stats".into()]).unwrap();
+        let Command::Admin { config, .. } = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(config.as_deref(), Some(std::path::Path::new(bad)));
+        let parsed = parse([OsString::from("backup"), bad.to_owned()]).unwrap();
+        assert!(matches!(
+            parsed,
+            Command::Admin { command: AdminCommand::Backup(ref p), .. } if p.as_os_str() == bad
+        ));
+        // Values that are text say so instead of panicking.
+        let e = parse([OsString::from("--socket-group"), bad.to_owned()]).unwrap_err();
+        assert!(
+            e.to_string().contains("--socket-group wants UTF-8 text"),
+            "{e}"
+        );
+        assert!(parse(args("stats --json=yes")).is_err());
+        assert!(parse(args("--workers")).is_err());
     }
 }

@@ -14,14 +14,18 @@
 //! - [`storage`]: the storage API handlers, authenticated with [`auth`];
 //! - [`db`]: the storage interface and its SQLite implementation.
 //!
-//! [`config`] turns `syncserver.ini` into typed settings; [`serve`] wires it all
-//! together at start-up; [`preflight`] checks, before serving, that the database
-//! and the socket will be reachable by the users that need them.
+//! [`config`] turns `syncserver.ini` into typed settings; [`start`] wires it all
+//! together at start-up and [`serve`] runs the listener; [`cli`] parses the
+//! command line into plain [`options`]; [`preflight`] (and `check-config`,
+//! [`check`]) checks, before serving, that the database and the socket will be
+//! reachable by the users that need them.
 #![deny(missing_docs)]
 
 pub mod admin;
+mod alloc;
 pub mod app;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -30,9 +34,11 @@ pub mod fcgi;
 pub mod front;
 pub mod http;
 pub mod logonce;
+pub mod options;
 pub mod preflight;
 pub mod pyjson;
 pub mod serve;
+pub mod start;
 pub mod storage;
 pub mod timestamp;
 pub mod tokenserver;

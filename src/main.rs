@@ -2,13 +2,38 @@
 
 use std::process::ExitCode;
 
+use syncserver_fcgi::cli::{self, Command};
+use syncserver_fcgi::{admin, check, serve};
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match syncserver_fcgi::cli::parse(&args) {
-        Ok(command) => syncserver_fcgi::cli::run(command),
+    match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => run(command),
         Err(e) => {
-            eprintln!("syncserver-fcgi: {e}\n\n{}", syncserver_fcgi::cli::USAGE);
+            eprintln!("syncserver-fcgi: {e}\n\n{}", cli::USAGE);
             ExitCode::from(2)
         }
+    }
+}
+
+/// Runs a command and returns the process exit code.
+fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Help(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("syncserver-fcgi {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config, as_user } => {
+            check::check_config(config.as_deref(), as_user.as_deref())
+        }
+        Command::Serve { config, options } => serve::run(config.as_deref(), &options),
+        Command::Admin {
+            config,
+            command,
+            json,
+        } => admin::run(config.as_deref(), &command, json),
     }
 }

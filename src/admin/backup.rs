@@ -4,7 +4,6 @@ use std::path::Path;
 
 use super::{open, parent_exists, AdminError};
 use crate::config::Settings;
-use crate::db::admin::AdminDb;
 use crate::db::DbError;
 
 /// Writes a copy through SQLite's online backup while the server keeps serving.

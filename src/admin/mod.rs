@@ -12,13 +12,17 @@ mod table;
 mod users;
 
 use std::path::Path;
+use std::process::ExitCode;
 
-use crate::config::{DatabaseUri, Settings};
-use crate::db::sqlite::{self, Location, SqliteDb};
+use crate::config::Settings;
+use crate::db::admin::AdminDb;
+use crate::db::{self, AdminAccess};
+use crate::options::AdminCommand;
+use crate::start::load_settings;
 
 pub use backup::backup;
 pub use purge::{purge, PurgeOptions};
-pub use secret::{secret, stored_secret};
+pub use secret::{secret, stored_secret, SecretError};
 pub use stats::stats;
 pub use users::{delete_user, list_users};
 
@@ -46,28 +50,50 @@ impl From<crate::db::DbError> for AdminError {
 
 /// Opens the server's existing database; `write` also brings its schema up
 /// to date (as the server would at start-up).
-pub fn open(settings: &Settings, write: bool) -> Result<SqliteDb, AdminError> {
-    let path = match &settings.database {
-        DatabaseUri::Sqlite(p) => p.clone(),
-        DatabaseUri::Memory => {
-            return Err(AdminError(
-                "sqluri is :memory:: there is no database file to work on".into(),
-            ))
-        }
+pub fn open(settings: &Settings, write: bool) -> Result<Box<dyn AdminDb>, AdminError> {
+    let access = if write {
+        AdminAccess::Write
+    } else {
+        AdminAccess::Read
     };
-    if !path.is_file() {
-        return Err(AdminError(format!(
-            "there is no database at {} (check sqluri in the configuration)",
-            path.display()
-        )));
+    db::open_admin(&settings.database, access).map_err(|e| AdminError(e.to_string()))
+}
+
+/// Runs an operator command with the server's configuration.
+pub fn run(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCode {
+    let settings = match load_settings(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
+    let result = match command {
+        AdminCommand::Purge(opts) => purge(&settings, opts, json),
+        AdminCommand::ListUsers => list_users(&settings, json),
+        AdminCommand::DeleteUser { target, yes } => {
+            let stdin = std::io::stdin();
+            delete_user(
+                &settings,
+                target,
+                *yes,
+                &mut stdin.lock(),
+                &mut std::io::stderr(),
+            )
+        }
+        AdminCommand::Stats => stats(&settings, json),
+        AdminCommand::Backup(file) => backup(&settings, file),
+        AdminCommand::Secret { metrics } => secret(&settings, *metrics),
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("syncserver-fcgi: {e}");
+            ExitCode::from(1)
+        }
     }
-    let location = Location::File(path.clone());
-    if write {
-        sqlite::prepare(&location)
-            .map_err(|e| AdminError(format!("cannot open {} for writing: {e}", path.display())))?;
-    }
-    SqliteDb::open(&location)
-        .map_err(|e| AdminError(format!("cannot open {}: {e}", path.display())))
 }
 
 /// Formats epoch milliseconds as UTC `YYYY-MM-DD HH:MM:SS`.

@@ -12,7 +12,6 @@ use serde_json::json;
 use super::{open, table, AdminError};
 use crate::config::Settings;
 use crate::db::admin::{AdminDb, Purged};
-use crate::db::sqlite::SqliteDb;
 use crate::db::DbError;
 use crate::timestamp::now_secs;
 
@@ -71,7 +70,7 @@ fn drain(
 
 /// Empties one dead uid, chunk by chunk.
 pub(super) fn empty_uid(
-    db: &mut SqliteDb,
+    db: &mut dyn AdminDb,
     uid: i64,
     opts: &PurgeOptions,
 ) -> Result<Purged, AdminError> {
@@ -103,7 +102,7 @@ pub fn purge(
     let batches = drain(opts, || db.purge_batches(batch_before, opts.chunk))?;
     let mut dead = Purged::default();
     for uid in db.dead_uids(opts.replaced, (now - grace) * 1000)? {
-        let p = empty_uid(&mut db, uid, opts)?;
+        let p = empty_uid(&mut *db, uid, opts)?;
         dead.records += p.records;
         dead.batch_rows += p.batch_rows;
         dead.collections += p.collections;

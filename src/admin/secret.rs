@@ -1,25 +1,60 @@
 //! `secret`: the secret in effect, for an operator who needs to share it (an
 //! external storage node, a load test). Printed on stdout only, never logged.
 
-use crate::auth::metrics::random_secret_hex;
+use crate::auth::metrics::{random_secret_hex, RandomUnavailable};
 use crate::config::{DatabaseUri, Settings};
-use crate::db::sqlite::{self, schema, Location};
+use crate::db::{self, AdminAccess, AdminOpenError, DbError, MetaDb};
 
 use super::AdminError;
 
-/// A secret kept in our meta table: generated once, then shared by every
+/// Why a generated secret could not be had.
+#[derive(Debug)]
+pub enum SecretError {
+    /// No randomness to generate it from.
+    Generate {
+        /// Which secret, for the message.
+        what: &'static str,
+        /// Why.
+        cause: RandomUnavailable,
+    },
+    /// The database refused to store it.
+    Store {
+        /// Which secret, for the message.
+        what: &'static str,
+        /// Why.
+        cause: DbError,
+    },
+}
+
+impl std::fmt::Display for SecretError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretError::Generate { what, cause } => {
+                write!(f, "cannot generate a {what}: {cause}")
+            }
+            SecretError::Store { what, cause } => {
+                write!(f, "cannot store the generated {what}: {cause}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+/// A secret kept in the database: generated once, then shared by every
 /// worker and restart (the Python server gave each worker its own).
 pub fn stored_secret(
-    conn: &rusqlite::Connection,
+    db: &mut dyn MetaDb,
     name: &str,
-    what: &str,
-) -> Result<String, String> {
-    if let Ok(Some(existing)) = schema::meta_get(conn, name) {
+    what: &'static str,
+) -> Result<String, SecretError> {
+    if let Ok(Some(existing)) = db.meta_get(name) {
         return Ok(existing);
     }
-    let fresh = random_secret_hex(32).map_err(|e| format!("cannot generate a {what}: {e}"))?;
-    let stored = schema::meta_get_or_insert(conn, name, &fresh)
-        .map_err(|e| format!("cannot store the generated {what}: {e}"))?;
+    let fresh = random_secret_hex(32).map_err(|cause| SecretError::Generate { what, cause })?;
+    let stored = db
+        .meta_get_or_insert(name, &fresh)
+        .map_err(|cause| SecretError::Store { what, cause })?;
     if stored == fresh {
         log::info!("no {what} in the configuration: generated one and stored it in the database");
     }
@@ -53,15 +88,19 @@ pub fn secret(settings: &Settings, metrics: bool) -> Result<String, AdminError> 
         }
     };
     let existed = path.exists();
-    let (conn, _) = sqlite::prepare(&Location::File(path.clone()))
-        .map_err(|e| AdminError(format!("cannot open the database {}: {e}", path.display())))?;
+    let mut db = db::open_admin(&settings.database, AdminAccess::Create).map_err(|e| match e {
+        AdminOpenError::Prepare { cause, .. } | AdminOpenError::Open { cause, .. } => AdminError(
+            format!("cannot open the database {}: {cause}", path.display()),
+        ),
+        other => AdminError(other.to_string()),
+    })?;
     let (name, what) = if metrics {
         ("metrics_secret", "metrics secret (for hashed_fxa_uid)")
     } else {
         ("secret", "secret")
     };
-    let value = stored_secret(&conn, name, what).map_err(AdminError)?;
-    drop(conn);
+    let value = stored_secret(&mut *db, name, what).map_err(|e| AdminError(e.to_string()))?;
+    drop(db);
     // SAFETY: geteuid cannot fail.
     if !existed && unsafe { libc::geteuid() } == 0 {
         eprintln!(

@@ -4,7 +4,6 @@ use serde_json::json;
 
 use super::{format_secs, open, table, AdminError};
 use crate::config::Settings;
-use crate::db::admin::AdminDb;
 
 /// Prints the database-wide figures, as a table or JSON.
 pub fn stats(settings: &Settings, as_json: bool) -> Result<String, AdminError> {

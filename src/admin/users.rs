@@ -7,7 +7,7 @@ use serde_json::json;
 use super::purge::PurgeOptions;
 use super::{format_ms, open, table, AdminError};
 use crate::config::Settings;
-use crate::db::admin::{AdminDb, UserSummary};
+use crate::db::admin::UserSummary;
 
 /// Lists every user row with its usage.
 pub fn list_users(settings: &Settings, as_json: bool) -> Result<String, AdminError> {
@@ -128,7 +128,7 @@ pub fn delete_user(
     let opts = PurgeOptions::default();
     let mut gone = 0;
     for uid in removed {
-        match super::purge::empty_uid(&mut db, uid, &opts) {
+        match super::purge::empty_uid(&mut *db, uid, &opts) {
             Ok(p) => gone += p.records,
             // The account is gone already; say so, or a retry would report
             // "no account matches" and leave the operator guessing.

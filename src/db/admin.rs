@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::DbResult;
+use super::{DbResult, MetaDb};
 
 /// One account row, for `users list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Purged {
 }
 
 /// Operator access to the database.
-pub trait AdminDb {
+pub trait AdminDb: MetaDb {
     /// Deletes up to `limit` records that expired before `before` (epoch s).
     fn purge_expired(&mut self, before: i64, limit: u64) -> DbResult<u64>;
     /// Deletes up to `limit` rows of batches created before `before_ms`.

@@ -2,24 +2,40 @@
 //!
 //! Handlers never build SQL: they call the operations of [`StorageDb`], each of
 //! which is one transaction (all there or not there after a crash). Only SQLite
-//! is implemented (`sqlite`); a MySQL or PostgreSQL backend would implement the
-//! same trait. A [`Pool`] hands one session to each request being handled, so
-//! the pool size is the number of requests that run at once.
+//! is implemented (the private `sqlite` module); a MySQL or PostgreSQL backend
+//! would implement the same traits and be chosen from the `sqluri` in [`open`]
+//! (`db/open.rs`), the one place that names an engine. A [`Pool`] hands one
+//! session to each request being handled, so the pool size is the number of
+//! requests that run at once.
 
 pub mod admin;
+mod open;
 pub mod pool;
-pub mod sqlite;
+mod sqlite;
 pub mod users;
 
 use crate::timestamp::Ms;
 
+pub use open::{
+    open, open_admin, side_files, AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
+};
 pub use pool::{Pool, PooledDb};
 pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};
 
-/// A database session: storage and user records.
-pub trait Database: StorageDb + UsersDb {}
+/// A database session: storage, user records and our own settings.
+pub trait Database: StorageDb + UsersDb + MetaDb {}
 
-impl<T: StorageDb + UsersDb> Database for T {}
+impl<T: StorageDb + UsersDb + MetaDb> Database for T {}
+
+/// Values the server keeps for itself in the database (generated secrets), shared
+/// by every process and restart.
+pub trait MetaDb {
+    /// The value stored under `name`, if any.
+    fn meta_get(&mut self, name: &str) -> DbResult<Option<String>>;
+    /// Stores `value` under `name` unless a value is there already, and returns the
+    /// stored one: every process ends up with the same value, whoever was first.
+    fn meta_get_or_insert(&mut self, name: &str, value: &str) -> DbResult<String>;
+}
 
 /// "Never expires", as stored by the Python server.
 pub const TTL_FOREVER: i64 = 2_100_000_000;

@@ -23,7 +23,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// Opens one more session.
 pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn Database>> + Send + Sync>;
 
-/// Says whether the database may be touched at all right now (see `sqlite::shm`); asked
+/// Says whether the database may be touched at all right now (the SQLite engine's `-shm` check); asked
 /// before every loan and every new session, and before closing sessions.
 pub type Guard = Box<dyn Fn() -> DbResult<()> + Send + Sync>;
 
@@ -180,12 +180,11 @@ impl Drop for Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::sqlite::{self, Location, SqliteDb};
+    use crate::config::DatabaseUri;
     use std::sync::{mpsc, Arc};
 
     fn memory() -> DbResult<Box<dyn Database>> {
-        let (conn, _) = sqlite::prepare(&Location::Memory)?;
-        Ok(Box::new(SqliteDb::from_connection(conn)?))
+        Ok(crate::db::open(&DatabaseUri::Memory, 1)?.first)
     }
 
     #[test]

@@ -7,11 +7,10 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::users::current_user;
 use crate::config::DatabaseUri;
-use crate::db::sqlite::replay::replay_path;
 
 fn access(path: &Path, mode: libc::c_int) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())?;
@@ -22,12 +21,6 @@ fn access(path: &Path, mode: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Every problem `serve`, run as the current user, would have with the database
@@ -101,12 +94,7 @@ pub fn database_problems(uri: &DatabaseUri) -> Vec<String> {
             }
         }
     }
-    for side in [
-        with_suffix(path, "-wal"),
-        with_suffix(path, "-shm"),
-        with_suffix(path, "-journal"),
-        replay_path(path),
-    ] {
+    for side in crate::db::side_files(path) {
         if side.exists() {
             if let Err(e) = access(&side, libc::R_OK | libc::W_OK) {
                 problems.push(format!(

@@ -23,8 +23,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{
-    Bso, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, PageEnd, Precondition, StorageDb,
-    WriteCtx, WriteOutcome,
+    Bso, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, MetaDb, PageEnd, Precondition,
+    StorageDb, WriteCtx, WriteOutcome,
 };
 use crate::timestamp::Ms;
 use collections::Collections;
@@ -188,6 +188,15 @@ fn check_directory(path: &Path) -> DbResult<()> {
         )));
     }
     Ok(())
+}
+
+impl MetaDb for SqliteDb {
+    fn meta_get(&mut self, name: &str) -> DbResult<Option<String>> {
+        schema::meta_get(&self.conn, name).map_err(map_err)
+    }
+    fn meta_get_or_insert(&mut self, name: &str, value: &str) -> DbResult<String> {
+        schema::meta_get_or_insert(&self.conn, name, value).map_err(map_err)
+    }
 }
 
 impl StorageDb for SqliteDb {

@@ -42,6 +42,7 @@ impl ShmGuard {
     }
 
     /// The `-shm` path.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.shm
     }

@@ -1,0 +1,214 @@
+//! The one place where a `sqluri` becomes an engine: start-up and the operator
+//! commands open the database here and get back only engine-neutral handles.
+//!
+//! A new engine (MySQL, PostgreSQL) adds a module beside `sqlite` and one arm to
+//! each `match` below; nothing outside `db` names an engine.
+
+use std::path::{Path, PathBuf};
+
+use super::admin::AdminDb;
+use super::pool::{Guard, Opener};
+use super::sqlite::replay::{replay_path, SharedReplay};
+use super::sqlite::shm::ShmGuard;
+use super::sqlite::{self, Location, SqliteDb};
+use super::{Database, DbError, DbResult, Pool};
+use crate::auth::{ReplayLimits, ReplayStore};
+use crate::config::DatabaseUri;
+
+/// Replay state every process on the same database can see (for a socket that
+/// several processes share), for engines that can offer one.
+pub trait SharedReplayOpener: Send {
+    /// Where the state lives, for the log.
+    fn place(&self) -> String;
+    /// Opens the shared state; `limits` bound this process's own guard. The error is
+    /// the engine's own message, for the log.
+    fn open(&self, limits: ReplayLimits) -> Result<Box<dyn ReplayStore>, String>;
+}
+
+/// What start-up needs from any engine, the database prepared (created, its
+/// schema up to date).
+pub struct Opened {
+    /// The start-up session: the pool's first one, also used for the stored secrets.
+    pub first: Box<dyn Database>,
+    /// Sessions the pool may hold: `workers`, or fewer when the engine cannot share
+    /// the database between sessions (`:memory:`).
+    pub sessions: usize,
+    /// Opens each further session.
+    pub opener: Opener,
+    /// Asked before the pool touches the database, when the engine needs it.
+    pub guard: Option<Guard>,
+    /// What preparing the database changed, for the log.
+    pub changes: Vec<String>,
+    /// Shared replay state, when the engine can keep it.
+    pub shared_replay: Option<Box<dyn SharedReplayOpener>>,
+}
+
+impl Opened {
+    /// The session pool, from the first session on.
+    pub fn into_pool(self) -> (Pool, Option<Box<dyn SharedReplayOpener>>) {
+        let mut pool = Pool::new(self.first, self.sessions, self.opener);
+        if let Some(guard) = self.guard {
+            pool = pool.with_guard(guard);
+        }
+        (pool, self.shared_replay)
+    }
+}
+
+/// Opens (creating if needed) the database for serving with up to `workers` sessions.
+pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
+    let location = location(uri);
+    let (conn, migration) = sqlite::prepare(&location)?;
+    let sessions = if location == Location::Memory && workers > 1 {
+        log::warn!("sqluri is :memory:, which no two workers can share: using 1 worker");
+        1
+    } else {
+        workers
+    };
+    let first: Box<dyn Database> = Box::new(SqliteDb::from_connection(conn)?);
+    let opener_location = location.clone();
+    let opener: Opener = Box::new(move || {
+        SqliteDb::open(&opener_location).map(|db| Box::new(db) as Box<dyn Database>)
+    });
+    let (guard, shared_replay) = match &location {
+        Location::File(path) => {
+            // An immutable -shm would crash the process on SQLite's next access (SIGBUS).
+            let shm = ShmGuard::for_database(path);
+            shm.report_sigbus();
+            let guard: Guard = Box::new(move || shm.check());
+            let replay: Box<dyn SharedReplayOpener> = Box::new(SqliteReplay(replay_path(path)));
+            (Some(guard), Some(replay))
+        }
+        Location::Memory => (None, None),
+    };
+    Ok(Opened {
+        first,
+        sessions,
+        opener,
+        guard,
+        changes: migration.changes,
+        shared_replay,
+    })
+}
+
+/// How an operator command opens the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// An existing database, as it is.
+    Read,
+    /// An existing database, its schema brought up to date first (as `serve` would).
+    Write,
+    /// Created if missing, its schema brought up to date (as `serve` would).
+    Create,
+}
+
+/// Why an operator command could not open the database.
+#[derive(Debug)]
+pub enum AdminOpenError {
+    /// The database lives in the server's memory: nothing to work on from outside.
+    InMemory,
+    /// There is no database at the configured place.
+    Missing(String),
+    /// Preparing the database (schema upgrade) failed.
+    Prepare {
+        /// The database, for the message.
+        place: String,
+        /// Why.
+        cause: DbError,
+    },
+    /// Opening a session failed.
+    Open {
+        /// The database, for the message.
+        place: String,
+        /// Why.
+        cause: DbError,
+    },
+}
+
+impl std::fmt::Display for AdminOpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminOpenError::InMemory => {
+                write!(
+                    f,
+                    "sqluri is :memory:: there is no database file to work on"
+                )
+            }
+            AdminOpenError::Missing(place) => write!(
+                f,
+                "there is no database at {place} (check sqluri in the configuration)"
+            ),
+            AdminOpenError::Prepare { place, cause } => {
+                write!(f, "cannot open {place} for writing: {cause}")
+            }
+            AdminOpenError::Open { place, cause } => write!(f, "cannot open {place}: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for AdminOpenError {}
+
+/// Opens the server's database for an operator command.
+pub fn open_admin(
+    uri: &DatabaseUri,
+    access: AdminAccess,
+) -> Result<Box<dyn AdminDb>, AdminOpenError> {
+    let path = match uri {
+        DatabaseUri::Sqlite(p) => p.clone(),
+        DatabaseUri::Memory => return Err(AdminOpenError::InMemory),
+    };
+    let place = path.display().to_string();
+    let location = Location::File(path.clone());
+    match access {
+        AdminAccess::Read | AdminAccess::Write if !path.is_file() => {
+            return Err(AdminOpenError::Missing(place))
+        }
+        AdminAccess::Read => {}
+        AdminAccess::Write | AdminAccess::Create => {
+            let (conn, _) =
+                sqlite::prepare(&location).map_err(|cause| AdminOpenError::Prepare {
+                    place: place.clone(),
+                    cause,
+                })?;
+            drop(conn);
+        }
+    }
+    let db = SqliteDb::open(&location).map_err(|cause| AdminOpenError::Open { place, cause })?;
+    Ok(Box::new(db))
+}
+
+/// The files the server may keep beside the database file `database` and must be
+/// able to read and write (the engine's journals, the shared replay state), for
+/// the start-up checks.
+pub fn side_files(database: &Path) -> Vec<PathBuf> {
+    let beside = |suffix: &str| {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    vec![
+        beside("-wal"),
+        beside("-shm"),
+        beside("-journal"),
+        replay_path(database),
+    ]
+}
+
+fn location(uri: &DatabaseUri) -> Location {
+    match uri {
+        DatabaseUri::Sqlite(path) => Location::File(path.clone()),
+        DatabaseUri::Memory => Location::Memory,
+    }
+}
+
+struct SqliteReplay(PathBuf);
+
+impl SharedReplayOpener for SqliteReplay {
+    fn place(&self) -> String {
+        self.0.display().to_string()
+    }
+    fn open(&self, limits: ReplayLimits) -> Result<Box<dyn ReplayStore>, String> {
+        SharedReplay::open(&self.0, limits)
+            .map(|s| Box::new(s) as Box<dyn ReplayStore>)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,246 @@
+//! Start-up wiring: settings → logging → database → application. Everything
+//! that can be done once is done here, not per request; the commands
+//! (`serve`, `check-config`, the operator commands) start from here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::admin::{stored_secret, SecretError};
+use crate::app::{App, AppConfig};
+use crate::auth::{Authenticator, ReplayLimits, DEFAULT_MAX_TOKENS};
+use crate::config::{self, DatabaseUri, Settings};
+use crate::db::{self, DbError};
+use crate::storage::{Storage, StorageConfig};
+use crate::tokenserver::jwt::{parse_jwks, JwkError, RsaJwk};
+use crate::tokenserver::oauth::OAuthConfig;
+use crate::tokenserver::rules::Admission;
+use crate::tokenserver::{self, Tokenserver, TokenserverConfig};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the settings, printing a clear message on failure.
+pub fn load_settings(path: Option<&Path>) -> Result<Settings, ExitCode> {
+    let path = path
+        .map(Path::to_path_buf)
+        .or_else(|| config::default_config_path(&env));
+    config::load(path.as_deref(), &env).map_err(|e| {
+        eprintln!("syncserver-fcgi: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Logs at `[syncserver] loglevel` (RUST_LOG overrides it), and logs panics.
+pub fn init_logging(settings: &Settings) {
+    let default = settings.loglevel.clone().unwrap_or_else(|| {
+        if settings.debug_enabled {
+            "debug"
+        } else {
+            "info"
+        }
+        .to_string()
+    });
+    let env = env_logger::Env::default().default_filter_or(default);
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
+    // Panics are bugs: log them once, without backtraces (RUST_BACKTRACE is often
+    // set in shells and made each panic slow and memory-hungry).
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("internal error (a bug, please report it): {info}");
+    }));
+}
+
+/// Why start-up could not build the application.
+#[derive(Debug)]
+pub enum StartError {
+    /// The database could not be opened or prepared.
+    Database {
+        /// The configured database.
+        uri: DatabaseUri,
+        /// Why.
+        cause: DbError,
+    },
+    /// A secret that is not configured could not be generated or stored.
+    Secret(SecretError),
+    /// `[oauth] jwks` does not parse.
+    Jwks(JwkError),
+    /// `[oauth] jwks_file` cannot be read.
+    JwksFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// `[oauth] jwks_file` does not parse.
+    JwksFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: JwkError,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Database { uri, cause } => {
+                write!(f, "cannot open the database {uri:?}: {cause}")
+            }
+            StartError::Secret(e) => e.fmt(f),
+            StartError::Jwks(e) => write!(f, "[oauth] jwks: {e}"),
+            StartError::JwksFileUnreadable { path, cause } => {
+                write!(f, "[oauth] jwks_file {}: {cause}", path.display())
+            }
+            StartError::JwksFile { path, cause } => {
+                write!(f, "[oauth] jwks_file {}: {cause}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<SecretError> for StartError {
+    fn from(e: SecretError) -> Self {
+        StartError::Secret(e)
+    }
+}
+
+/// Everything start-up builds before serving.
+pub struct Built {
+    /// The application.
+    pub app: App,
+    /// Sessions in the pool.
+    pub workers: usize,
+}
+
+/// Prepares the database and builds the application. `shared_replay`: keep the Hawk replay
+/// state where every process on this database sees it (for a socket inherited from mod_fcgid
+/// or spawn-fcgi, which may start several processes).
+pub fn build(
+    settings: &Settings,
+    workers: usize,
+    shared_replay: bool,
+) -> Result<Built, StartError> {
+    let mut opened =
+        db::open(&settings.database, workers).map_err(|cause| StartError::Database {
+            uri: settings.database.clone(),
+            cause,
+        })?;
+    for change in &opened.changes {
+        log::info!("database upgraded: {change}");
+    }
+    let secrets = if settings.secrets.is_empty() {
+        vec![stored_secret(&mut *opened.first, "secret", "secret")?]
+    } else {
+        settings.secrets.clone()
+    };
+    let metrics_secret = match &settings.metrics_secret {
+        Some(s) => s.clone(),
+        None => stored_secret(
+            &mut *opened.first,
+            "metrics_secret",
+            "metrics secret (for hashed_fxa_uid)",
+        )?,
+    };
+    let jwks = configured_jwks(settings)?;
+
+    // The start-up session is the first one; the others open on demand.
+    let workers = opened.sessions;
+    let (pool, replay_opener) = opened.into_pool();
+    let pool = Arc::new(pool);
+
+    let tokenserver = Tokenserver::new(
+        TokenserverConfig {
+            node_url: settings.node_url.clone(),
+            public_url: settings.public_url.url.clone(),
+            signing_secret: secrets.last().cloned().unwrap_or_default(),
+            metrics_secret,
+            token_duration: settings.token_duration,
+            admission: Admission {
+                allow_new_users: settings.allow_new_users,
+                max_users: settings.max_users,
+            },
+            allowed_users: settings.allowed_users.clone(),
+            browserid_verifier: settings.browserid_verifier.clone(),
+            audience: settings.public_url.origin(),
+            oauth: OAuthConfig {
+                verifier_url: settings.oauth_verifier.clone(),
+                identity_provider: settings.identity_provider.clone(),
+                jwks,
+                timeout: tokenserver::timeout(settings.oauth_timeout),
+                default_issuer: settings.oauth_default_issuer.clone(),
+            },
+        },
+        Arc::clone(&pool),
+    );
+    log::info!("access tokens are verified by {}", tokenserver.describe());
+
+    let limits =
+        ReplayLimits::with_max_nonces(usize::try_from(settings.max_nonces).unwrap_or(usize::MAX));
+    let mut authenticator = Authenticator::with_limits(
+        secrets,
+        settings.expired_token_timeout,
+        settings.timestamp_skew,
+        DEFAULT_MAX_TOKENS,
+        limits,
+    );
+    if let (true, Some(opener)) = (shared_replay, replay_opener) {
+        let place = opener.place();
+        // Refusing to start would take reads down too (mod_fcgid answers 500 for a worker that
+        // exits); each process then keeps its own nonces, as before, and says so loudly.
+        match opener.open(limits) {
+            Ok(shared) => {
+                log::info!("Hawk nonces are shared by every process through {place}");
+                authenticator = authenticator.with_replay_store(shared);
+            }
+            Err(e) => log::error!(
+                "cannot open the replay file {place} ({e}): each process keeps its own Hawk nonces, so a replay sent to another process is not caught; make the database directory writable"
+            ),
+        }
+    }
+    let storage = Storage::new(
+        StorageConfig {
+            limits: settings.storage.clone(),
+            quota: settings.quota_size.map(|q| q.min(i64::MAX as u64) as i64),
+            batch_enabled: settings.batch_upload_enabled,
+            node: settings.public_url.url.clone(),
+        },
+        authenticator,
+        pool,
+    );
+    let app = App::new(
+        AppConfig {
+            public_url: settings.public_url.clone(),
+            force_wsgi_environ: settings.force_wsgi_environ,
+            trusted_proxies: settings.trusted_proxies.clone(),
+        },
+        storage,
+        tokenserver,
+    );
+    Ok(Built { app, workers })
+}
+
+/// The JWKs from `[oauth] jwks` and `jwks_file` (both may be given: rotation).
+fn configured_jwks(settings: &Settings) -> Result<Vec<RsaJwk>, StartError> {
+    let mut keys = Vec::new();
+    if let Some(text) = &settings.oauth_jwks {
+        keys.extend(parse_jwks(text).map_err(StartError::Jwks)?);
+    }
+    if let Some(path) = &settings.oauth_jwks_file {
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| StartError::JwksFileUnreadable {
+                path: path.clone(),
+                cause,
+            })?;
+        let parsed = parse_jwks(&text).map_err(|cause| StartError::JwksFile {
+            path: path.clone(),
+            cause,
+        })?;
+        keys.extend(parsed);
+    }
+    Ok(keys)
+}
