@@ -194,8 +194,7 @@ mod tests {
         let b = install_signal_handlers();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!a.load(std::sync::atomic::Ordering::SeqCst));
-        // SAFETY: raising a signal we handle.
-        unsafe { libc::raise(libc::SIGTERM) };
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
         assert!(b.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
