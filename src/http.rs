@@ -166,63 +166,35 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Decodes `%XX` escapes; `None` on a malformed escape or non-UTF-8 result.
+///
+/// `percent-encoding` decodes; it keeps a malformed escape as typed, so the strictness (a
+/// path segment with a stray `%` names nothing) is checked here first.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hi = bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16))?;
-                let lo = bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16))?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(Into::into)
 }
 
 /// Query-string pairs, `+` as space, percent-decoded like WebOb: a malformed
 /// escape stays as typed, bytes that are not UTF-8 become U+FFFD (which no
-/// id, timestamp or number accepts, so validation answers 400).
+/// id, timestamp or number accepts, so validation answers 400). Empty pairs
+/// (`a=1&&b=2`) are skipped; a name without `=` has an empty value. This is
+/// exactly `application/x-www-form-urlencoded` parsing, so `form_urlencoded` does it.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_lossy(k), decode_lossy(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn decode_lossy(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -262,6 +234,9 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%e9"), None);
         assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("%%41"), None);
+        assert_eq!(percent_decode("%c3%a9+").as_deref(), Some("\u{e9}+"));
     }
 
     #[test]
@@ -274,5 +249,11 @@ mod tests {
         assert_eq!(q[0].1, "\u{fffd}");
         assert_eq!(q[1].1, "%zz");
         assert_eq!(q[2].1, "a b+");
+        let q = query_pairs("a=%&%41=%4&=v&k=x=y&e=%C3%A9%C3");
+        assert_eq!(q[0], ("a".into(), "%".into()));
+        assert_eq!(q[1], ("A".into(), "%4".into()));
+        assert_eq!(q[2], ("".into(), "v".into()));
+        assert_eq!(q[3], ("k".into(), "x=y".into()));
+        assert_eq!(q[4], ("e".into(), "\u{e9}\u{fffd}".into()));
     }
 }

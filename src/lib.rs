@@ -30,7 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod devhttp;
-pub mod fcgi;
+pub use syncserver_fastcgi as fcgi;
 pub mod front;
 pub mod http;
 pub mod logonce;

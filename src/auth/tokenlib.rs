@@ -8,7 +8,7 @@
 use crate::auth::metrics::{random_bytes, to_hex};
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
-use ring::hmac;
+use ring::{hkdf, hmac};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,19 +89,16 @@ impl fmt::Debug for VerifiedToken {
     }
 }
 
-/// RFC 5869 HKDF-SHA256 for a 32-byte output (one expand block), built on ring's HMAC so that
-/// it cannot fail: ring's `hkdf` API is fallible only for oversized outputs, which we never ask.
+/// RFC 5869 HKDF-SHA256 with a 32-byte output, by `ring::hkdf`: `info` is the concatenation of
+/// its parts.
 fn hkdf32(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> [u8; 32] {
-    let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, salt), ikm);
-    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()));
-    for part in info {
-        ctx.update(part);
-    }
-    ctx.update(&[1]);
     let mut out = [0u8; 32];
-    for (o, b) in out.iter_mut().zip(ctx.sign().as_ref()) {
-        *o = *b;
-    }
+    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(info, hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut out))
+        // ring refuses only outputs over 255 blocks or a buffer of another length than asked.
+        .expect("a 32-byte HKDF-SHA256 output is always allowed");
     out
 }
 
@@ -347,19 +344,35 @@ mod tests {
         );
     }
 
+    /// Against an independent implementation (RustCrypto's `hkdf`), with a multi-part info.
     #[test]
-    fn hkdf_matches_ring_hkdf() {
-        use ring::hkdf;
+    fn hkdf_matches_rustcrypto_hkdf() {
         let mut expected = [0u8; 32];
-        hkdf::Salt::new(hkdf::HKDF_SHA256, b"0aebfa")
-            .extract(SECRET.as_bytes())
-            .expand(&[DERIVE_INFO, b"tok"], hkdf::HKDF_SHA256)
-            .unwrap()
-            .fill(&mut expected)
+        ::hkdf::Hkdf::<sha2::Sha256>::new(Some(b"0aebfa"), SECRET.as_bytes())
+            .expand(&[DERIVE_INFO, b"tok"].concat(), &mut expected)
             .unwrap();
         assert_eq!(
             hkdf32(SECRET.as_bytes(), b"0aebfa", &[DERIVE_INFO, b"tok"]),
             expected
+        );
+    }
+
+    /// RFC 5869 appendix A.1 (test case 1), split info included.
+    #[test]
+    fn hkdf_rfc5869_case_1() {
+        let ikm = [0x0bu8; 22];
+        let salt: Vec<u8> = (0x00u8..=0x0c).collect();
+        let okm = hkdf32(
+            &ikm,
+            &salt,
+            &[
+                &[0xf0, 0xf1, 0xf2, 0xf3, 0xf4],
+                &[0xf5, 0xf6, 0xf7, 0xf8, 0xf9],
+            ],
+        );
+        assert_eq!(
+            to_hex(&okm),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
         );
     }
 

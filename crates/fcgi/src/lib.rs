@@ -8,7 +8,7 @@
 //!
 //! ```rust,ignore
 //! use std::sync::Arc;
-//! use crate::fcgi::*;
+//! use syncserver_fastcgi::*;
 //! struct Hello;
 //! impl Handler for Hello {
 //!     fn handle(&self, _req: FcgiRequest) -> Vec<u8> {
@@ -58,6 +58,8 @@
 //! connections. [`install_signal_handlers`] sets such a flag on SIGTERM/SIGINT.
 //! The unix socket file [`open_listener`] bound itself is removed when the listener is
 //! dropped, if it is still the same file (an inherited socket is never removed).
+
+#![deny(missing_docs)]
 
 mod conn;
 mod listener;
@@ -194,8 +196,7 @@ mod tests {
         let b = install_signal_handlers();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!a.load(std::sync::atomic::Ordering::SeqCst));
-        // SAFETY: raising a signal we handle.
-        unsafe { libc::raise(libc::SIGTERM) };
+        signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
         assert!(b.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

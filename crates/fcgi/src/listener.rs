@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -220,7 +220,7 @@ impl Listener {
 
     /// Wraps an already listening socket (e.g. one a test bound itself).
     pub fn from_fd(fd: OwnedFd, description: String) -> io::Result<Listener> {
-        sys::prepare_listening_fd(fd.as_raw_fd())?;
+        sys::prepare_listening_fd(&fd)?;
         Ok(Listener {
             fd,
             description,
@@ -254,6 +254,12 @@ impl AsRawFd for Listener {
     }
 }
 
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Opens the listening socket. Order: explicit `bind` (a stale socket file is removed first,
 /// the new one chmod-ed to `socket_mode`); else systemd's fd 3 when LISTEN_PID is us and
 /// LISTEN_FDS >= 1; else fd 0 when it is a listening socket (mod_fcgid, spawn-fcgi); else
@@ -263,7 +269,7 @@ pub fn open_listener(bind: Option<&BindAddr>, socket_mode: u32) -> Result<Listen
         Some(BindAddr::Unix(path)) => bind_unix(path, socket_mode),
         Some(BindAddr::Tcp(addr)) => bind_tcp(addr),
         None if systemd_activated() => inherited(SD_LISTEN_FDS_START, "socket from systemd (fd 3)"),
-        None if sys::is_listening_socket(0) => {
+        None if sys::is_listening_socket(io::stdin().as_fd()) => {
             inherited(0, "socket on stdin (mod_fcgid/spawn-fcgi)")
         }
         None => Err(ListenerError::NoListener),
@@ -283,15 +289,18 @@ fn systemd_activated() -> bool {
 }
 
 fn inherited(fd: RawFd, description: &str) -> Result<Listener, ListenerError> {
-    if !sys::is_socket(fd) {
+    // SAFETY: the spawner handed this fd to us for our exclusive use (systemd's LISTEN_PID is
+    // us and LISTEN_FDS >= 1, or fd 0 already answered getpeername as a listening socket), so it
+    // is open and nothing else in the process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !sys::is_socket(owned.as_fd()) {
+        // Not ours to close after all: leave it as we found it.
+        let _ = owned.into_raw_fd();
         return Err(ListenerError::Inherited {
             fd,
             source: io::Error::new(io::ErrorKind::InvalidInput, "not a socket"),
         });
     }
-    // SAFETY: the spawner handed this fd to us for our exclusive use; nothing else in the
-    // process owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     Listener::from_fd(owned, description.to_string())
         .map_err(|source| ListenerError::Inherited { fd, source })
 }

@@ -339,15 +339,15 @@ impl EventLoop {
     }
 
     fn accept_some(&mut self, now: Instant) -> io::Result<()> {
-        let Some(fd) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
-            return Ok(());
-        };
         for _ in 0..ACCEPTS_PER_TURN {
             let full = self.open >= self.opts.max_connections.max(1);
             if full && self.oldest_idle().is_none() {
                 return Ok(());
             }
-            match sys::accept(fd) {
+            let Some(listener) = &self.listener else {
+                return Ok(());
+            };
+            match sys::accept(listener) {
                 Ok(sock) => {
                     // Only now that someone is really waiting, make room.
                     if let Some(slot) = self.oldest_idle().filter(|_| full) {
