@@ -1,5 +1,5 @@
 //! A small synchronous FastCGI client for tests: plays the web server's part (nginx, Apache)
-//! against the real responder. Written independently of `src/fcgi/record.rs` so that it also
+//! against the real responder. Written independently of `crates/fcgi/src/record.rs` so that it also
 //! cross-checks the server's encoding.
 #![allow(dead_code)] // each test binary uses a different subset
 
