@@ -26,8 +26,8 @@ pub use hawk::{
 };
 pub use metrics::{hash_device_id, hash_fxa_uid, random_secret_hex, RandomUnavailable};
 pub use replay::{
-    nonce_key, MemoryReplay, ReplayError, ReplayLimits, ReplayStore, DEFAULT_MAX_NONCES,
-    WINDOW_SECS,
+    nonce_key, Accepted, MemoryReplay, ReplayError, ReplayLimits, ReplayRequest, ReplayStore,
+    DEFAULT_MAX_NONCES, WINDOW_SECS,
 };
 pub use tokenlib::{derive_key, mint, mint_raw, parse, TokenError, TokenPayload, VerifiedToken};
 
@@ -159,18 +159,19 @@ impl Authenticator {
         }
         self.replays
             .check(
-                &token,
-                payload.uid,
-                header.ts,
-                &header.nonce,
-                ceil_secs(self.last_use(&payload)),
+                &ReplayRequest {
+                    token: &token,
+                    uid: payload.uid,
+                    ts: header.ts,
+                    nonce: &header.nonce,
+                    token_deadline: ceil_secs(self.last_use(&payload)),
+                },
                 floor_secs(now),
             )
             .map_err(|e| match e {
                 ReplayError::Stale => HawkError::StaleTimestamp,
                 ReplayError::Replayed => HawkError::Replayed,
-                ReplayError::AccountBusy(s) => HawkError::Throttled(s),
-                ReplayError::Full(s) => HawkError::Throttled(s),
+                ReplayError::AccountBusy(s) | ReplayError::Full(s) => HawkError::Throttled(s),
                 ReplayError::Unavailable => HawkError::Throttled(RETRY_UNAVAILABLE),
             })?;
         Ok(VerifiedToken {

@@ -60,20 +60,56 @@ impl Default for ReplayLimits {
     }
 }
 
+/// One signed request as the replay guard sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayRequest<'a> {
+    /// The token's key ([`token_key`]).
+    pub token: &'a [u8; 16],
+    /// The account the token names.
+    pub uid: u64,
+    /// The Hawk `ts`, on the client's clock.
+    pub ts: i64,
+    /// The Hawk nonce.
+    pub nonce: &'a str,
+    /// When the token stops being acceptable at all (its expiry plus the grace period); its
+    /// clock offset is kept until then.
+    pub token_deadline: i64,
+}
+
+impl<'a> ReplayRequest<'a> {
+    #[cfg(test)]
+    pub(crate) fn new(
+        token: &'a [u8; 16],
+        uid: u64,
+        ts: i64,
+        nonce: &'a str,
+        token_deadline: i64,
+    ) -> Self {
+        ReplayRequest {
+            token,
+            uid,
+            ts,
+            nonce,
+            token_deadline,
+        }
+    }
+}
+
+/// A nonce [`ReplayGuard::check`] accepted: its key, and when it may be forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The `(token, nonce)` key ([`nonce_key`]).
+    pub key: [u8; 16],
+    /// The second from which the same `ts` is stale, so the nonce no longer matters.
+    pub deadline: i64,
+}
+
 /// Where the replay state lives: in the process ([`MemoryReplay`]) when one process serves
 /// every request, or in a store shared by every process (under mod_fcgid) so that a request
 /// accepted by one process is a replay for all. Both apply the rules of [`ReplayGuard`].
 pub trait ReplayStore: Send + Sync {
-    /// Accepts the request or says why not; see [`ReplayGuard::check`].
-    fn check(
-        &self,
-        token: &[u8; 16],
-        uid: u64,
-        ts: i64,
-        nonce: &str,
-        token_deadline: i64,
-        now: i64,
-    ) -> Result<(), ReplayError>;
+    /// Accepts the request at `now` (seconds) or says why not; see [`ReplayGuard::check`].
+    fn check(&self, req: &ReplayRequest<'_>, now: i64) -> Result<(), ReplayError>;
     /// Number of remembered nonces (for tests and stats).
     fn nonces(&self) -> usize;
 }
@@ -95,17 +131,8 @@ impl MemoryReplay {
 }
 
 impl ReplayStore for MemoryReplay {
-    fn check(
-        &self,
-        token: &[u8; 16],
-        uid: u64,
-        ts: i64,
-        nonce: &str,
-        token_deadline: i64,
-        now: i64,
-    ) -> Result<(), ReplayError> {
-        self.lock()
-            .check(token, uid, ts, nonce, token_deadline, now)
+    fn check(&self, req: &ReplayRequest<'_>, now: i64) -> Result<(), ReplayError> {
+        self.lock().check(req, now).map(|_| ())
     }
 
     fn nonces(&self) -> usize {
@@ -186,22 +213,19 @@ impl ReplayGuard {
         }
     }
 
-    /// Accepts the request `(token, ts, nonce)` of account `uid` at `now` (seconds), or says
-    /// why not. `token_deadline` is when the token stops being acceptable at all (its expiry
-    /// plus the grace period); its clock offset is kept until then.
-    pub fn check(
-        &mut self,
-        token: &[u8; 16],
-        uid: u64,
-        ts: i64,
-        nonce: &str,
-        token_deadline: i64,
-        now: i64,
-    ) -> Result<(), ReplayError> {
+    /// Accepts `req` at `now` (seconds), or says why not.
+    pub fn check(&mut self, req: &ReplayRequest<'_>, now: i64) -> Result<Accepted, ReplayError> {
+        let ReplayRequest {
+            token,
+            uid,
+            ts,
+            nonce,
+            ..
+        } = *req;
         self.purge(now);
         let offset = match self.clocks.get(token) {
             Some(clock) => clock.offset,
-            None => self.learn(token, uid, now.saturating_sub(ts), token_deadline, now)?,
+            None => self.learn(req, now.saturating_sub(ts), now)?,
         };
         let corrected = ts.saturating_add(offset);
         if corrected.abs_diff(now) > WINDOW_SECS as u64 {
@@ -221,11 +245,12 @@ impl ReplayGuard {
         account.nonces += 1;
         self.nonces.insert(key);
         // At `corrected + WINDOW_SECS + 1` the same ts is stale, so the nonce can go.
+        let deadline = corrected + WINDOW_SECS + 1;
         self.nonce_deadlines
-            .entry(corrected + WINDOW_SECS + 1)
+            .entry(deadline)
             .or_default()
             .push((key, uid));
-        Ok(())
+        Ok(Accepted { key, deadline })
     }
 
     /// The clock offset learned for `token`, if any.
@@ -233,19 +258,18 @@ impl ReplayGuard {
         self.clocks.get(token).map(|c| c.offset)
     }
 
-    /// Takes `offset` as `token`'s clock offset (learned elsewhere: another process) unless one
-    /// is known already; refused like a first-seen token when the account or process is full.
+    /// Takes `offset` as the clock offset of `req`'s token (learned elsewhere: another
+    /// process) unless one is known already; refused like a first-seen token when the account
+    /// or process is full.
     pub fn adopt(
         &mut self,
-        token: &[u8; 16],
-        uid: u64,
+        req: &ReplayRequest<'_>,
         offset: i64,
-        token_deadline: i64,
         now: i64,
     ) -> Result<(), ReplayError> {
         self.purge(now);
-        if !self.clocks.contains_key(token) {
-            self.learn(token, uid, offset, token_deadline, now)?;
+        if !self.clocks.contains_key(req.token) {
+            self.learn(req, offset, now)?;
         }
         Ok(())
     }
@@ -253,13 +277,11 @@ impl ReplayGuard {
     /// Remembers a first-seen token's offset; refused when the account or process is full.
     fn learn(
         &mut self,
-        token: &[u8; 16],
-        uid: u64,
+        req: &ReplayRequest<'_>,
         offset: i64,
-        token_deadline: i64,
         now: i64,
     ) -> Result<i64, ReplayError> {
-        if token_deadline <= now {
+        if req.token_deadline <= now {
             // Unacceptable from now on anyway; nothing to remember.
             return Ok(offset);
         }
@@ -268,16 +290,22 @@ impl ReplayGuard {
         if self.clocks.len() >= self.limits.max_tokens {
             return Err(ReplayError::Full(retry));
         }
-        let account = self.accounts.entry(uid).or_default();
+        let account = self.accounts.entry(req.uid).or_default();
         if account.tokens >= self.limits.max_tokens_per_uid {
             return Err(ReplayError::AccountBusy(retry));
         }
         account.tokens += 1;
-        self.clocks.insert(*token, TokenClock { offset, uid });
+        self.clocks.insert(
+            *req.token,
+            TokenClock {
+                offset,
+                uid: req.uid,
+            },
+        );
         self.clock_deadlines
-            .entry(token_deadline)
+            .entry(req.token_deadline)
             .or_default()
-            .push(*token);
+            .push(*req.token);
         Ok(offset)
     }
 
@@ -329,6 +357,11 @@ impl ReplayGuard {
 mod tests {
     use super::*;
 
+    /// Whether the guard accepted, without the accepted nonce's details.
+    fn check(g: &mut ReplayGuard, req: &ReplayRequest<'_>, now: i64) -> Result<(), ReplayError> {
+        g.check(req, now).map(|_| ())
+    }
+
     const NOW: i64 = 1_700_000_000;
     const LATER: i64 = NOW + 7200;
 
@@ -340,17 +373,42 @@ mod tests {
     fn replay_refused_while_in_window_then_stale() {
         let mut g = guard();
         let t = token_key("t");
-        assert_eq!(g.check(&t, 1, NOW, "n1", LATER, NOW), Ok(()));
         assert_eq!(
-            g.check(&t, 1, NOW, "n1", LATER, NOW + 30),
+            check(&mut g, &ReplayRequest::new(&t, 1, NOW, "n1", LATER), NOW),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&t, 1, NOW, "n1", LATER),
+                NOW + 30
+            ),
             Err(ReplayError::Replayed)
         );
-        assert_eq!(g.check(&t, 1, NOW, "n2", LATER, NOW + 30), Ok(()));
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&t, 1, NOW, "n2", LATER),
+                NOW + 30
+            ),
+            Ok(())
+        );
         // Other tokens' nonces are separate.
-        assert_eq!(g.check(&token_key("u"), 1, NOW, "n1", LATER, NOW), Ok(()));
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&token_key("u"), 1, NOW, "n1", LATER),
+                NOW
+            ),
+            Ok(())
+        );
         // Once the ts has left the window the nonce is forgotten, and the request is stale.
         assert_eq!(
-            g.check(&t, 1, NOW, "n1", LATER, NOW + WINDOW_SECS + 1),
+            check(
+                &mut g,
+                &ReplayRequest::new(&t, 1, NOW, "n1", LATER),
+                NOW + WINDOW_SECS + 1
+            ),
             Err(ReplayError::Stale)
         );
         assert_eq!(g.nonces(), 0);
@@ -362,16 +420,34 @@ mod tests {
         let t = token_key("t");
         // A client a day behind: its first request fixes the offset.
         let behind = NOW - 86_400;
-        assert_eq!(g.check(&t, 1, behind, "a", LATER, NOW), Ok(()));
-        assert_eq!(g.check(&t, 1, behind + 600, "b", LATER, NOW + 600), Ok(()));
+        assert_eq!(
+            check(&mut g, &ReplayRequest::new(&t, 1, behind, "a", LATER), NOW),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&t, 1, behind + 600, "b", LATER),
+                NOW + 600
+            ),
+            Ok(())
+        );
         // A captured request replayed ten minutes later is stale for this token.
         assert_eq!(
-            g.check(&t, 1, behind, "c", LATER, NOW + 600),
+            check(
+                &mut g,
+                &ReplayRequest::new(&t, 1, behind, "c", LATER),
+                NOW + 600
+            ),
             Err(ReplayError::Stale)
         );
         // A request whose ts is ahead of the learned clock by more than the window too.
         assert_eq!(
-            g.check(&t, 1, behind + 700 + WINDOW_SECS, "d", LATER, NOW + 600),
+            check(
+                &mut g,
+                &ReplayRequest::new(&t, 1, behind + 700 + WINDOW_SECS, "d", LATER),
+                NOW + 600
+            ),
             Err(ReplayError::Stale)
         );
         assert_eq!(g.tokens(), 1);
@@ -386,11 +462,22 @@ mod tests {
             max_tokens_per_uid: 10,
         });
         let victim = token_key("victim");
-        assert_eq!(g.check(&victim, 1, NOW, "captured", LATER, NOW), Ok(()));
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&victim, 1, NOW, "captured", LATER),
+                NOW
+            ),
+            Ok(())
+        );
         let flood = token_key("flood");
         let mut refused = 0;
         for i in 0..100 {
-            match g.check(&flood, 2, NOW, &i.to_string(), LATER, NOW) {
+            match check(
+                &mut g,
+                &ReplayRequest::new(&flood, 2, NOW, &i.to_string(), LATER),
+                NOW,
+            ) {
                 Ok(()) => {}
                 Err(ReplayError::AccountBusy(s)) => {
                     refused += 1;
@@ -402,13 +489,27 @@ mod tests {
         assert_eq!(refused, 96);
         // The victim's captured request is still a replay, and the victim can go on.
         assert_eq!(
-            g.check(&victim, 1, NOW, "captured", LATER, NOW + 1),
+            check(
+                &mut g,
+                &ReplayRequest::new(&victim, 1, NOW, "captured", LATER),
+                NOW + 1
+            ),
             Err(ReplayError::Replayed)
         );
-        assert_eq!(g.check(&victim, 1, NOW, "next", LATER, NOW + 1), Ok(()));
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&victim, 1, NOW, "next", LATER),
+                NOW + 1
+            ),
+            Ok(())
+        );
         // When the window has passed the flooder may send again.
         let t = NOW + WINDOW_SECS + 1;
-        assert_eq!(g.check(&flood, 2, t, "again", LATER, t), Ok(()));
+        assert_eq!(
+            check(&mut g, &ReplayRequest::new(&flood, 2, t, "again", LATER), t),
+            Ok(())
+        );
     }
 
     #[test]
@@ -421,7 +522,7 @@ mod tests {
         });
         for uid in 0..3u64 {
             let t = token_key(&uid.to_string());
-            let r = g.check(&t, uid, NOW, "n", LATER, NOW);
+            let r = check(&mut g, &ReplayRequest::new(&t, uid, NOW, "n", LATER), NOW);
             if uid < 2 {
                 assert_eq!(r, Ok(()));
             } else {
@@ -429,13 +530,16 @@ mod tests {
             }
         }
         let t0 = token_key("0");
-        assert_eq!(g.check(&t0, 0, NOW, "m", LATER, NOW), Ok(()));
+        assert_eq!(
+            check(&mut g, &ReplayRequest::new(&t0, 0, NOW, "m", LATER), NOW),
+            Ok(())
+        );
         assert!(matches!(
-            g.check(&t0, 0, NOW, "o", LATER, NOW),
+            check(&mut g, &ReplayRequest::new(&t0, 0, NOW, "o", LATER), NOW),
             Err(ReplayError::Full(_))
         ));
         assert_eq!(
-            g.check(&t0, 0, NOW, "n", LATER, NOW),
+            check(&mut g, &ReplayRequest::new(&t0, 0, NOW, "n", LATER), NOW),
             Err(ReplayError::Replayed)
         );
         // Token clocks go when their token can no longer be used.
@@ -450,12 +554,37 @@ mod tests {
             max_tokens_per_uid: 2,
             ..ReplayLimits::default()
         });
-        assert_eq!(g.check(&token_key("a"), 7, NOW, "n", LATER, NOW), Ok(()));
-        assert_eq!(g.check(&token_key("b"), 7, NOW, "n", LATER, NOW), Ok(()));
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&token_key("a"), 7, NOW, "n", LATER),
+                NOW
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&token_key("b"), 7, NOW, "n", LATER),
+                NOW
+            ),
+            Ok(())
+        );
         assert!(matches!(
-            g.check(&token_key("c"), 7, NOW, "n", LATER, NOW),
+            check(
+                &mut g,
+                &ReplayRequest::new(&token_key("c"), 7, NOW, "n", LATER),
+                NOW
+            ),
             Err(ReplayError::AccountBusy(_))
         ));
-        assert_eq!(g.check(&token_key("c"), 8, NOW, "n", LATER, NOW), Ok(()));
+        assert_eq!(
+            check(
+                &mut g,
+                &ReplayRequest::new(&token_key("c"), 8, NOW, "n", LATER),
+                NOW
+            ),
+            Ok(())
+        );
     }
 }

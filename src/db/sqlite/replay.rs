@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use super::BUSY_TIMEOUT;
 use crate::auth::replay::ReplayGuard;
-use crate::auth::{nonce_key, ReplayError, ReplayLimits, ReplayStore, WINDOW_SECS};
+use crate::auth::{ReplayError, ReplayLimits, ReplayRequest, ReplayStore};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
@@ -90,38 +90,26 @@ impl SharedReplay {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn check_locked(&self, inner: &mut Inner, req: &Request<'_>, now: i64) -> Checked {
+    fn check_locked(&self, inner: &mut Inner, req: &ReplayRequest<'_>, now: i64) -> Checked {
         if self.purged.load(Ordering::Relaxed) < now {
             purge(&inner.conn, now)?;
             self.purged.store(now, Ordering::Relaxed);
         }
         if inner.local.offset(req.token).is_none() && req.token_deadline > now {
             let offset = shared_offset(&inner.conn, req, now)?;
-            if let Err(e) = inner
-                .local
-                .adopt(req.token, req.uid, offset, req.token_deadline, now)
-            {
+            if let Err(e) = inner.local.adopt(req, offset, now) {
                 return Ok(Err(e));
             }
         }
-        if let Err(e) = inner.local.check(
-            req.token,
-            req.uid,
-            req.ts,
-            req.nonce,
-            req.token_deadline,
-            now,
-        ) {
-            return Ok(Err(e));
-        }
+        let accepted = match inner.local.check(req, now) {
+            Ok(accepted) => accepted,
+            Err(e) => return Ok(Err(e)),
+        };
         // Accepted here; whether another process accepted it first is the file's to say.
-        let offset = inner.local.offset(req.token).unwrap_or(now - req.ts);
-        let deadline = req.ts.saturating_add(offset) + WINDOW_SECS + 1;
-        let key = nonce_key(req.token, req.nonce);
         let inserted = inner
             .conn
             .prepare_cached("INSERT OR IGNORE INTO nonces (key, deadline) VALUES (?1, ?2)")?
-            .execute(params![&key[..], deadline])?;
+            .execute(params![&accepted.key[..], accepted.deadline])?;
         Ok(if inserted == 1 {
             Ok(())
         } else {
@@ -132,16 +120,8 @@ impl SharedReplay {
 
 type Checked = rusqlite::Result<Result<(), ReplayError>>;
 
-struct Request<'a> {
-    token: &'a [u8; 16],
-    uid: u64,
-    ts: i64,
-    nonce: &'a str,
-    token_deadline: i64,
-}
-
 /// The token's offset as the first process to see it decided (this one, if it is the first).
-fn shared_offset(conn: &Connection, req: &Request<'_>, now: i64) -> rusqlite::Result<i64> {
+fn shared_offset(conn: &Connection, req: &ReplayRequest<'_>, now: i64) -> rusqlite::Result<i64> {
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     tx.prepare_cached(
         "INSERT OR IGNORE INTO tokens (key, clock_offset, deadline) VALUES (?1, ?2, ?3)",
@@ -178,24 +158,9 @@ fn purge(conn: &Connection, now: i64) -> rusqlite::Result<()> {
 }
 
 impl ReplayStore for SharedReplay {
-    fn check(
-        &self,
-        token: &[u8; 16],
-        uid: u64,
-        ts: i64,
-        nonce: &str,
-        token_deadline: i64,
-        now: i64,
-    ) -> Result<(), ReplayError> {
-        let req = Request {
-            token,
-            uid,
-            ts,
-            nonce,
-            token_deadline,
-        };
+    fn check(&self, req: &ReplayRequest<'_>, now: i64) -> Result<(), ReplayError> {
         let mut inner = self.lock();
-        match self.check_locked(&mut inner, &req, now) {
+        match self.check_locked(&mut inner, req, now) {
             Ok(verdict) => verdict,
             Err(e) => {
                 if FAULT_LOG.due() {
@@ -221,6 +186,7 @@ static FAULT_LOG: crate::logonce::RateLimit = crate::logonce::RateLimit::new();
 mod tests {
     use super::*;
     use crate::auth::replay::token_key;
+    use crate::auth::WINDOW_SECS;
 
     const NOW: i64 = 1_700_000_000;
     const LATER: i64 = NOW + 7200;
@@ -242,21 +208,33 @@ mod tests {
         let b = SharedReplay::open(&path, ReplayLimits::default()).unwrap();
         let t = token_key("t");
         let behind = NOW - 86_400;
-        assert_eq!(a.check(&t, 1, behind, "n1", LATER, NOW), Ok(()));
         assert_eq!(
-            b.check(&t, 1, behind, "n1", LATER, NOW + 1),
+            a.check(&ReplayRequest::new(&t, 1, behind, "n1", LATER), NOW),
+            Ok(())
+        );
+        assert_eq!(
+            b.check(&ReplayRequest::new(&t, 1, behind, "n1", LATER), NOW + 1),
             Err(ReplayError::Replayed)
         );
         // b uses the offset a learned: a day behind is fine, two minutes before that is not.
-        assert_eq!(b.check(&t, 1, behind + 2, "n2", LATER, NOW + 2), Ok(()));
         assert_eq!(
-            b.check(&t, 1, behind - 120, "n3", LATER, NOW + 2),
+            b.check(&ReplayRequest::new(&t, 1, behind + 2, "n2", LATER), NOW + 2),
+            Ok(())
+        );
+        assert_eq!(
+            b.check(
+                &ReplayRequest::new(&t, 1, behind - 120, "n3", LATER),
+                NOW + 2
+            ),
             Err(ReplayError::Stale)
         );
         assert_eq!(a.nonces(), 2);
         // Expired state is purged and the counters follow.
         assert_eq!(
-            a.check(&t, 1, behind, "n1", LATER, NOW + WINDOW_SECS + 10),
+            a.check(
+                &ReplayRequest::new(&t, 1, behind, "n1", LATER),
+                NOW + WINDOW_SECS + 10
+            ),
             Err(ReplayError::Stale)
         );
         assert_eq!(b.nonces(), 0);
@@ -277,27 +255,53 @@ mod tests {
         )
         .unwrap();
         let victim = token_key("victim");
-        assert_eq!(s.check(&victim, 1, NOW, "v", LATER, NOW), Ok(()));
+        assert_eq!(
+            s.check(&ReplayRequest::new(&victim, 1, NOW, "v", LATER), NOW),
+            Ok(())
+        );
         let flood = token_key("flood");
         let results: Vec<_> = (0..5)
-            .map(|i| s.check(&flood, 2, NOW, &i.to_string(), LATER, NOW))
+            .map(|i| {
+                s.check(
+                    &ReplayRequest::new(&flood, 2, NOW, &i.to_string(), LATER),
+                    NOW,
+                )
+            })
             .collect();
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
         assert!(results[3..]
             .iter()
             .all(|r| matches!(r, Err(ReplayError::AccountBusy(_)))));
         assert_eq!(
-            s.check(&victim, 1, NOW, "v", LATER, NOW),
+            s.check(&ReplayRequest::new(&victim, 1, NOW, "v", LATER), NOW),
             Err(ReplayError::Replayed)
         );
-        assert_eq!(s.check(&token_key("x"), 5, NOW, "a", LATER, NOW), Ok(()));
-        assert_eq!(s.check(&token_key("y"), 5, NOW, "a", LATER, NOW), Ok(()));
+        assert_eq!(
+            s.check(
+                &ReplayRequest::new(&token_key("x"), 5, NOW, "a", LATER),
+                NOW
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            s.check(
+                &ReplayRequest::new(&token_key("y"), 5, NOW, "a", LATER),
+                NOW
+            ),
+            Ok(())
+        );
         assert!(matches!(
-            s.check(&token_key("z"), 5, NOW, "a", LATER, NOW),
+            s.check(
+                &ReplayRequest::new(&token_key("z"), 5, NOW, "a", LATER),
+                NOW
+            ),
             Err(ReplayError::AccountBusy(_))
         ));
         assert!(matches!(
-            s.check(&token_key("w"), 4, NOW, "a", LATER, NOW),
+            s.check(
+                &ReplayRequest::new(&token_key("w"), 4, NOW, "a", LATER),
+                NOW
+            ),
             Err(ReplayError::Full(_))
         ));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
