@@ -42,3 +42,4 @@ pub mod start;
 pub mod storage;
 pub mod timestamp;
 pub mod tokenserver;
+pub mod uid;

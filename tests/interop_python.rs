@@ -18,7 +18,7 @@ fn python_libraries_interoperate() {
     let server = Server::start("");
     let uid = 11;
     let payload = TokenPayload {
-        uid,
+        uid: syncserver_fcgi::uid::Uid::new(uid).unwrap(),
         node: server.public_url.clone(),
         expires: (now() + 300.0).floor(),
         salt: String::new(),

@@ -360,3 +360,21 @@ fn local_trial_with_the_shipped_ini() {
         "{msg}"
     );
 }
+
+/// The Python server on PostgreSQL gave every new account a first token for uid 0, and
+/// those clients wrote into one shared `userid 0`. Such a token must never reach any data:
+/// it gets 401, so the client asks for a new token and learns its real uid.
+#[test]
+fn uid_zero_tokens_are_refused() {
+    let server = Server::start("");
+    let user = server.user(0);
+    let path = Server::storage_path(0, "/info/collections");
+    let auth = server.hawk(&user, "GET", &path, &[], b"", false);
+    let r = server.request("GET", &path, &[("Authorization", &auth)], b"");
+    assert_401(&r, "uid 0 token");
+    let path = Server::storage_path(0, "/storage/bookmarks/x");
+    let body = br#"{"payload":"p"}"#;
+    let auth = server.hawk(&user, "PUT", &path, &JSON_CT, body, true);
+    let r = server.request("PUT", &path, &[("Authorization", &auth), JSON_CT[0]], body);
+    assert_401(&r, "uid 0 write");
+}

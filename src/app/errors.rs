@@ -269,6 +269,12 @@ fn db(err: DbError) -> Response {
             }
             zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
+        DbError::Unavailable(why) => {
+            if FAULT_LOG.due() {
+                log::error!("database server unreachable ({why}): answering 503 until it is back; sessions reconnect by themselves (logged at most once a minute)");
+            }
+            zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
+        }
         DbError::Backend(why) => {
             if FAULT_LOG.due() {
                 log::error!("database error: {why}; answered 503 (logged at most once a minute)");

@@ -203,7 +203,7 @@ mod tests {
     /// A fresh token expiring 300 s after NOW, and its key.
     fn token() -> (String, String) {
         let payload = TokenPayload {
-            uid: 42,
+            uid: crate::uid::Uid::new(42).unwrap(),
             node: "http://localhost:5000".into(),
             expires: NOW + 300.0,
             salt: "abcdef".into(),
@@ -268,7 +268,7 @@ mod tests {
             ..get()
         };
         let v = run(&a, &h, &r, NOW, false).unwrap();
-        assert_eq!(v.payload.uid, 1);
+        assert_eq!(v.payload.uid, crate::uid::Uid::new(1).unwrap());
         assert_eq!(v.key, "QqYf8YMxrySlxDBOCGMFmpzGEn2RR5vjEj4YxwP21Dk=");
         assert_eq!(v.secret_index, 0);
     }
@@ -278,7 +278,7 @@ mod tests {
         let a = auth(None);
         let h = signed(&get(), "n1", NOW as i64, false);
         let v = run(&a, &h, &get(), NOW, false).unwrap();
-        assert_eq!(v.payload.uid, 42);
+        assert_eq!(v.payload.uid, crate::uid::Uid::new(42).unwrap());
         assert!(!v.expired);
         assert_eq!(v.secret_index, 1);
         assert_eq!(

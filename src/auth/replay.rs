@@ -14,6 +14,7 @@
 //! which is kept exactly until its `ts` leaves the window. A client whose clock jumps mid-token
 //! gets a 401 and fetches a new token, which learns the new offset.
 
+use crate::uid::Uid;
 use ring::digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -66,7 +67,7 @@ pub struct ReplayRequest<'a> {
     /// The token's key ([`token_key`]).
     pub token: &'a [u8; 16],
     /// The account the token names.
-    pub uid: u64,
+    pub uid: Uid,
     /// The Hawk `ts`, on the client's clock.
     pub ts: i64,
     /// The Hawk nonce.
@@ -80,14 +81,14 @@ impl<'a> ReplayRequest<'a> {
     #[cfg(test)]
     pub(crate) fn new(
         token: &'a [u8; 16],
-        uid: u64,
+        uid: i64,
         ts: i64,
         nonce: &'a str,
         token_deadline: i64,
     ) -> Self {
         ReplayRequest {
             token,
-            uid,
+            uid: Uid::new(uid).expect("a test uid is positive"),
             ts,
             nonce,
             token_deadline,
@@ -160,7 +161,7 @@ pub enum ReplayError {
 #[derive(Debug, Clone, Copy)]
 struct TokenClock {
     offset: i64,
-    uid: u64,
+    uid: Uid,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -176,8 +177,8 @@ pub struct ReplayGuard {
     clocks: HashMap<[u8; 16], TokenClock>,
     clock_deadlines: BTreeMap<i64, Vec<[u8; 16]>>,
     nonces: HashSet<[u8; 16]>,
-    nonce_deadlines: BTreeMap<i64, Vec<([u8; 16], u64)>>,
-    accounts: HashMap<u64, AccountUse>,
+    nonce_deadlines: BTreeMap<i64, Vec<([u8; 16], Uid)>>,
+    accounts: HashMap<Uid, AccountUse>,
 }
 
 /// 128 bits of SHA-256 over a token: fixed-size keys keep entries small and never store the
@@ -332,7 +333,7 @@ impl ReplayGuard {
         }
     }
 
-    fn release(&mut self, uid: u64, field: impl Fn(&mut AccountUse) -> &mut usize) {
+    fn release(&mut self, uid: Uid, field: impl Fn(&mut AccountUse) -> &mut usize) {
         if let Some(account) = self.accounts.get_mut(&uid) {
             let n = field(account);
             *n = n.saturating_sub(1);
@@ -520,26 +521,26 @@ mod tests {
             max_tokens: 2,
             max_tokens_per_uid: 2,
         });
-        for uid in 0..3u64 {
+        for uid in 1..4i64 {
             let t = token_key(&uid.to_string());
             let r = check(&mut g, &ReplayRequest::new(&t, uid, NOW, "n", LATER), NOW);
-            if uid < 2 {
+            if uid < 3 {
                 assert_eq!(r, Ok(()));
             } else {
                 assert!(matches!(r, Err(ReplayError::Full(_))), "{r:?}");
             }
         }
-        let t0 = token_key("0");
+        let t0 = token_key("1");
         assert_eq!(
-            check(&mut g, &ReplayRequest::new(&t0, 0, NOW, "m", LATER), NOW),
+            check(&mut g, &ReplayRequest::new(&t0, 1, NOW, "m", LATER), NOW),
             Ok(())
         );
         assert!(matches!(
-            check(&mut g, &ReplayRequest::new(&t0, 0, NOW, "o", LATER), NOW),
+            check(&mut g, &ReplayRequest::new(&t0, 1, NOW, "o", LATER), NOW),
             Err(ReplayError::Full(_))
         ));
         assert_eq!(
-            check(&mut g, &ReplayRequest::new(&t0, 0, NOW, "n", LATER), NOW),
+            check(&mut g, &ReplayRequest::new(&t0, 1, NOW, "n", LATER), NOW),
             Err(ReplayError::Replayed)
         );
         // Token clocks go when their token can no longer be used.

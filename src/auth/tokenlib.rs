@@ -6,6 +6,7 @@
 //! client uses the *ASCII text* of that base64 string as its HMAC key.
 
 use crate::auth::metrics::{random_bytes, to_hex};
+use crate::uid::Uid;
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
 use ring::{hkdf, hmac};
@@ -21,7 +22,7 @@ const SIG_LEN: usize = 32;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenPayload {
     /// Storage user id.
-    pub uid: u64,
+    pub uid: Uid,
     /// Node URL the token is valid for (`public_url`).
     pub node: String,
     /// Expiry time, seconds since the epoch.
@@ -184,7 +185,7 @@ pub fn mint(secret: &str, payload: &TokenPayload) -> (String, String) {
     };
     optional(&mut json, "fxa_uid", &payload.fxa_uid);
     optional(&mut json, "hashed_device_id", &payload.hashed_device_id);
-    json.push_str(&format!(", \"uid\": {}", payload.uid));
+    json.push_str(&format!(", \"uid\": {}", payload.uid.wire()));
     optional(&mut json, "hashed_fxa_uid", &payload.hashed_fxa_uid);
     optional(&mut json, "fxa_kid", &payload.fxa_kid);
     json.push_str(", \"expires\": ");
@@ -222,10 +223,12 @@ fn payload_from_json(bytes: &[u8]) -> Result<TokenPayload, TokenError> {
         Ok(Value::Object(map)) => map,
         _ => return Err(TokenError::Malformed),
     };
-    // JSON integers only: `1.0`, `"42"`, `true` and negatives are all refused.
+    // JSON integers only: `1.0`, `"42"`, `true` and negatives are all refused, and so is
+    // 0 (the Python server's first tokens on PostgreSQL named uid 0 for every new account).
     let uid = data
         .get("uid")
         .and_then(Value::as_u64)
+        .and_then(Uid::from_wire)
         .ok_or(TokenError::InvalidPayload("uid"))?;
     let node = match data.get("node") {
         Some(Value::String(s)) => s.clone(),
@@ -319,7 +322,7 @@ mod tests {
 
     fn vector_payload() -> TokenPayload {
         TokenPayload {
-            uid: 1,
+            uid: crate::uid::Uid::new(1).unwrap(),
             node: "http://localhost:5000".into(),
             expires: 1_700_000_300.0,
             salt: "0aebfa".into(),
@@ -403,7 +406,7 @@ mod tests {
     #[test]
     fn mint_minimal_and_random_salt() {
         let p = TokenPayload {
-            uid: 7,
+            uid: crate::uid::Uid::new(7).unwrap(),
             node: "http://x".into(),
             expires: 100.5,
             salt: String::new(),

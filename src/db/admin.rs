@@ -11,7 +11,8 @@ use super::{DbResult, MetaDb};
 /// One account row, for `users list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSummary {
-    /// uid.
+    /// The stored uid: operator commands show and purge rows as they are, including
+    /// ones no token may name (uid 0, left by the Python server on PostgreSQL).
     pub uid: i64,
     /// Stored email (`<fxa uid>@<issuer>`).
     pub email: String,

@@ -15,6 +15,7 @@ mod sqlite;
 pub mod users;
 
 use crate::timestamp::Ms;
+use crate::uid::Uid;
 
 pub use open::{
     open, open_admin, side_files, AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
@@ -40,15 +41,22 @@ pub trait MetaDb {
 /// "Never expires", as stored by the Python server.
 pub const TTL_FOREVER: i64 = 2_100_000_000;
 
+/// An engine's own error, kept whole (message and source chain) for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Errors of the storage layer; mapped to HTTP in `crate::app::errors` only.
 #[derive(Debug)]
 pub enum DbError {
-    /// Another writer held the database longer than the busy timeout.
+    /// Another writer held the data longer than the lock timeout, or the engine
+    /// broke a deadlock by aborting this transaction: retrying can succeed.
     Busy,
     /// The database cannot be written (read-only file or directory, disk full).
-    Unwritable(String),
+    Unwritable(Cause),
+    /// The database server cannot be reached (down, restarting, refusing
+    /// connections); the session reconnects on its next use.
+    Unavailable(Cause),
     /// Any other database failure.
-    Backend(String),
+    Backend(Cause),
     /// Every session stayed busy for the pool's whole wait.
     NoSession {
         /// Sessions in the pool (`--workers`).
@@ -81,6 +89,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Busy => write!(f, "database is locked by another writer"),
             DbError::Unwritable(e) => write!(f, "database cannot be written: {e}"),
+            DbError::Unavailable(e) => write!(f, "database unavailable: {e}"),
             DbError::Backend(e) => write!(f, "database error: {e}"),
             DbError::NoSession { sessions, waited } => write!(
                 f,
@@ -103,7 +112,16 @@ impl std::fmt::Display for DbError {
     }
 }
 
-impl std::error::Error for DbError {}
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DbError::Unwritable(e) | DbError::Unavailable(e) | DbError::Backend(e) => {
+                Some(e.as_ref())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Result of storage operations.
 pub type DbResult<T> = Result<T, DbError>;
@@ -256,7 +274,7 @@ pub struct WriteOutcome {
 #[derive(Debug, Clone, Copy)]
 pub struct WriteCtx<'a> {
     /// The user id (tokenserver `uid`).
-    pub uid: u64,
+    pub uid: Uid,
     /// The collection name.
     pub collection: &'a str,
     /// The `X-If-*` precondition.
@@ -290,23 +308,23 @@ pub struct CollectionInfo {
 /// transaction; write methods check the precondition inside the write lock.
 pub trait StorageDb: Send {
     /// `user_collections` timestamps (info/collections) and the storage timestamp.
-    fn collection_timestamps(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
+    fn collection_timestamps(&mut self, uid: Uid) -> DbResult<Vec<CollectionInfo>>;
     /// Live record counts per collection.
-    fn collection_counts(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
+    fn collection_counts(&mut self, uid: Uid) -> DbResult<Vec<CollectionInfo>>;
     /// Live payload bytes per collection (`payload_size`: UTF-8 bytes for
     /// rows we write; the Python server stored characters, the same number
     /// for the ASCII payloads clients send).
-    fn collection_usage(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>>;
+    fn collection_usage(&mut self, uid: Uid) -> DbResult<Vec<CollectionInfo>>;
     /// Total live payload bytes (not counting open batches).
-    fn total_usage(&mut self, uid: u64) -> DbResult<i64>;
+    fn total_usage(&mut self, uid: Uid) -> DbResult<i64>;
     /// The storage timestamp (max over collections), 0 when none.
-    fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms>;
+    fn storage_timestamp(&mut self, uid: Uid) -> DbResult<Ms>;
     /// A collection listing, each record handed to `each` as it is read (so
     /// that only the caller's output holds the page); the precondition is
     /// checked against the collection timestamp before any record.
     fn list_bsos(
         &mut self,
-        uid: u64,
+        uid: Uid,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
@@ -315,7 +333,7 @@ pub trait StorageDb: Send {
     /// [`list_bsos`](Self::list_bsos) collected into a page.
     fn get_bsos(
         &mut self,
-        uid: u64,
+        uid: Uid,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
@@ -329,7 +347,7 @@ pub trait StorageDb: Send {
         })
     }
     /// One record; the precondition is checked against its timestamp.
-    fn get_bso(&mut self, uid: u64, collection: &str, id: &str, pre: Precondition)
+    fn get_bso(&mut self, uid: Uid, collection: &str, id: &str, pre: Precondition)
         -> DbResult<Bso>;
     /// Writes one record (PUT); precondition against the item.
     fn put_bso(&mut self, ctx: WriteCtx, item: &BsoUpdate) -> DbResult<WriteOutcome>;
@@ -342,7 +360,7 @@ pub trait StorageDb: Send {
     /// Deletes one record; `NotFound` when absent; returns the new collection timestamp.
     fn delete_bso(&mut self, ctx: WriteCtx, id: &str) -> DbResult<Ms>;
     /// Deletes everything the user stored (records, collections, batches).
-    fn delete_storage(&mut self, uid: u64, pre: Precondition) -> DbResult<()>;
+    fn delete_storage(&mut self, uid: Uid, pre: Precondition) -> DbResult<()>;
     /// Starts a batch holding `items`; returns the batch id and the collection timestamp.
     fn create_batch(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<(i64, Option<Ms>)>;
     /// Adds items to a batch; returns the collection timestamp.

@@ -5,12 +5,13 @@
 //! requests for one account from several workers create exactly one row.
 
 use super::DbResult;
+use crate::uid::Uid;
 
 /// One row of `users` for an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// The uid (the storage namespace).
-    pub uid: i64,
+    pub uid: Uid,
     /// Highest FxA generation seen.
     pub generation: i64,
     /// Hex client state (`""` when none).
@@ -48,7 +49,7 @@ pub enum UserPlan {
     /// Raise generation and/or keys-changed-at of the current row.
     Update {
         /// The current row's uid.
-        uid: i64,
+        uid: Uid,
         /// New generation.
         generation: i64,
         /// New keys-changed-at.
@@ -81,5 +82,5 @@ pub trait UsersDb {
 
     /// Whether `uid` belonged to an account an administrator deleted: its
     /// tokens must be refused, even though they are validly signed.
-    fn uid_revoked(&mut self, uid: u64) -> DbResult<bool>;
+    fn uid_revoked(&mut self, uid: Uid) -> DbResult<bool>;
 }

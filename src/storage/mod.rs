@@ -14,6 +14,7 @@ pub mod json;
 pub mod params;
 
 use crate::auth::{Authenticator, HawkError, HawkRequest, VerifiedToken};
+use crate::uid::Uid;
 use std::sync::Arc;
 
 use crate::db::{BatchLimits, Pool, Precondition, WriteCtx};
@@ -88,7 +89,7 @@ pub struct Storage {
 /// One authenticated request's context, handed to the endpoint modules.
 pub(crate) struct Ctx<'a> {
     pub req: &'a Request,
-    pub uid: u64,
+    pub uid: Uid,
     pub pre: Precondition,
     pub storage: &'a Storage,
 }
@@ -209,7 +210,7 @@ impl Storage {
                 HawkError::Throttled(secs) => StorageError::Throttled(secs),
                 e => StorageError::Unauthorized(format!("{e:?}")),
             })?;
-        if token.payload.uid != uid {
+        if token.payload.uid.wire() != uid {
             return Err(StorageError::Unauthorized(format!(
                 "token is for uid {}, URL names {uid}",
                 token.payload.uid

@@ -251,7 +251,7 @@ impl Tokenserver {
             .filter(|k| *k > 0)
             .unwrap_or(record.generation);
         let payload = TokenPayload {
-            uid: record.uid.max(0) as u64,
+            uid: record.uid,
             node: node.to_string(),
             expires: (now_secs() as u64 + duration) as f64,
             salt: String::new(),
@@ -268,7 +268,7 @@ impl Tokenserver {
         let body = json!({
             "id": token,
             "key": key,
-            "uid": record.uid,
+            "uid": record.uid.wire(),
             "api_endpoint": format!("{node}/storage/1.5/{}", record.uid),
             "duration": duration,
             "hashalg": "sha256",

@@ -139,7 +139,7 @@ mod tests {
 
     fn row(uid: i64, generation: i64, cs: &str, kca: Option<i64>) -> UserRecord {
         UserRecord {
-            uid,
+            uid: crate::uid::Uid::new(uid).unwrap(),
             generation,
             client_state: cs.into(),
             keys_changed_at: kca,
@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(
             run(&[row(1, 10, "aa", Some(10))], claims(12, 10, "aa")),
             Ok(UserPlan::Update {
-                uid: 1,
+                uid: crate::uid::Uid::new(1).unwrap(),
                 generation: 12,
                 keys_changed_at: Some(10)
             })
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(
             run(&[row(1, 10, "aa", None)], claims(10, 0, "aa")),
             Ok(UserPlan::Update {
-                uid: 1,
+                uid: crate::uid::Uid::new(1).unwrap(),
                 generation: 10,
                 keys_changed_at: Some(0)
             })

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
+use syncserver_fcgi::uid::Uid;
 
 /// Why a request got no usable answer.
 #[derive(Debug)]
@@ -16,12 +17,15 @@ pub enum ClientError {
     Transport(String),
     /// A token server reply that is not the expected JSON.
     BadTokenReply(String),
+    /// A uid no account can have (0, or beyond what databases store).
+    BadUid(u64),
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::BadUrl(u) => write!(f, "not an http(s) URL: {u}"),
+            ClientError::BadUid(uid) => write!(f, "uid {uid} cannot be an account's"),
             ClientError::Transport(m) => write!(f, "transport: {m}"),
             ClientError::BadTokenReply(m) => write!(f, "token server reply: {m}"),
         }
@@ -97,7 +101,7 @@ pub fn mint_creds(
     uid: u64,
 ) -> Result<Creds, ClientError> {
     let payload = TokenPayload {
-        uid,
+        uid: Uid::from_wire(uid).ok_or(ClientError::BadUid(uid))?,
         node: node.trim_end_matches('/').to_string(),
         expires: (now_secs() + 6.0 * 3600.0).floor(),
         salt: String::new(),

@@ -230,10 +230,13 @@ impl AdminDb for SqliteDb {
 
     fn backup(&mut self, target: &Path) -> DbResult<()> {
         if target.exists() {
-            return Err(DbError::Unwritable(format!(
-                "{} exists already; choose a new file name",
-                target.display()
-            )));
+            return Err(DbError::Unwritable(
+                format!(
+                    "{} exists already; choose a new file name",
+                    target.display()
+                )
+                .into(),
+            ));
         }
         let partial = target.with_file_name(format!(
             ".{}.partial-{}",
@@ -246,7 +249,9 @@ impl AdminDb for SqliteDb {
         // A hard link (unlike rename) refuses a target that appeared meanwhile.
         let result = copy_to(self.connection(), &partial).and_then(|()| {
             std::fs::hard_link(&partial, target).map_err(|e| {
-                DbError::Unwritable(format!("cannot write the backup {}: {e}", target.display()))
+                DbError::Unwritable(
+                    format!("cannot write the backup {}: {e}", target.display()).into(),
+                )
             })
         });
         let _ = std::fs::remove_file(&partial);
@@ -258,7 +263,7 @@ impl AdminDb for SqliteDb {
 /// self-contained rollback-journal file, and syncs it to disk.
 fn copy_to(source: &Connection, path: &Path) -> DbResult<()> {
     // The caller names the target; `path` is only its temporary sibling.
-    let unwritable = |e: rusqlite::Error| DbError::Unwritable(e.to_string());
+    let unwritable = |e: rusqlite::Error| DbError::Unwritable(e.into());
     let mut dest = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -275,14 +280,14 @@ fn copy_to(source: &Connection, path: &Path) -> DbResult<()> {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(unwritable)?;
     if check != "ok" {
-        return Err(DbError::Backend(format!(
-            "the copy failed its integrity check: {check}"
-        )));
+        return Err(DbError::Backend(
+            format!("the copy failed its integrity check: {check}").into(),
+        ));
     }
     dest.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
         .map_err(unwritable)?;
     drop(dest);
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
-        .map_err(|e| DbError::Unwritable(e.to_string()))
+        .map_err(|e| DbError::Unwritable(e.into()))
 }

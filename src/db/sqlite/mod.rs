@@ -17,6 +17,7 @@ mod writes;
 #[cfg(test)]
 mod plans;
 
+use crate::uid::Uid;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,15 +54,15 @@ pub(crate) fn map_err(e: rusqlite::Error) -> DbError {
         match f.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return DbError::Busy,
             ErrorCode::ReadOnly | ErrorCode::DiskFull | ErrorCode::CannotOpen => {
-                return DbError::Unwritable(e.to_string())
+                return DbError::Unwritable(e.into())
             }
             ErrorCode::PermissionDenied | ErrorCode::SystemIoFailure => {
-                return DbError::Unwritable(e.to_string())
+                return DbError::Unwritable(e.into())
             }
             _ => {}
         }
     }
-    DbError::Backend(e.to_string())
+    DbError::Backend(e.into())
 }
 
 /// Opens a connection with our pragmas (no schema work).
@@ -118,7 +119,10 @@ impl SqliteDb {
         // may have seen an id that was rolled back.
         if matches!(
             out,
-            Err(DbError::Busy | DbError::Unwritable(_) | DbError::Backend(_))
+            Err(DbError::Busy
+                | DbError::Unwritable(_)
+                | DbError::Unavailable(_)
+                | DbError::Backend(_))
         ) {
             let _ = self.collections.forget_uncommitted(&self.conn);
         }
@@ -182,10 +186,13 @@ fn check_directory(path: &Path) -> DbResult<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        return Err(DbError::Unwritable(format!(
-            "the directory {} for the database does not exist",
-            dir.display()
-        )));
+        return Err(DbError::Unwritable(
+            format!(
+                "the directory {} for the database does not exist",
+                dir.display()
+            )
+            .into(),
+        ));
     }
     Ok(())
 }
@@ -200,24 +207,24 @@ impl MetaDb for SqliteDb {
 }
 
 impl StorageDb for SqliteDb {
-    fn collection_timestamps(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>> {
+    fn collection_timestamps(&mut self, uid: Uid) -> DbResult<Vec<CollectionInfo>> {
         self.guarded(|s| reads::per_collection(s, uid, reads::PerCollection::Timestamps))
     }
-    fn collection_counts(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>> {
+    fn collection_counts(&mut self, uid: Uid) -> DbResult<Vec<CollectionInfo>> {
         self.guarded(|s| reads::per_collection(s, uid, reads::PerCollection::Counts))
     }
-    fn collection_usage(&mut self, uid: u64) -> DbResult<Vec<CollectionInfo>> {
+    fn collection_usage(&mut self, uid: Uid) -> DbResult<Vec<CollectionInfo>> {
         self.guarded(|s| reads::per_collection(s, uid, reads::PerCollection::Usage))
     }
-    fn total_usage(&mut self, uid: u64) -> DbResult<i64> {
+    fn total_usage(&mut self, uid: Uid) -> DbResult<i64> {
         reads::total_usage(&self.conn, uid).map_err(map_err)
     }
-    fn storage_timestamp(&mut self, uid: u64) -> DbResult<Ms> {
+    fn storage_timestamp(&mut self, uid: Uid) -> DbResult<Ms> {
         reads::storage_timestamp(&self.conn, uid).map_err(map_err)
     }
     fn list_bsos(
         &mut self,
-        uid: u64,
+        uid: Uid,
         collection: &str,
         query: &BsoQuery,
         pre: Precondition,
@@ -227,7 +234,7 @@ impl StorageDb for SqliteDb {
     }
     fn get_bso(
         &mut self,
-        uid: u64,
+        uid: Uid,
         collection: &str,
         id: &str,
         pre: Precondition,
@@ -249,7 +256,7 @@ impl StorageDb for SqliteDb {
     fn delete_bso(&mut self, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
         self.write(|s| writes::delete_bso(s, ctx, id))
     }
-    fn delete_storage(&mut self, uid: u64, pre: Precondition) -> DbResult<()> {
+    fn delete_storage(&mut self, uid: Uid, pre: Precondition) -> DbResult<()> {
         self.guarded(|s| writes::delete_storage(s, uid, pre))
     }
     fn create_batch(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<(i64, Option<Ms>)> {
@@ -275,5 +282,19 @@ impl StorageDb for SqliteDb {
         self.conn
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(map_err)
+    }
+}
+
+impl rusqlite::ToSql for Uid {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.get().into())
+    }
+}
+
+/// A stored uid that cannot be an account's (0, negative) reads as out of range.
+impl rusqlite::types::FromSql for Uid {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let raw = i64::column_result(value)?;
+        Uid::new(raw).ok_or(rusqlite::types::FromSqlError::OutOfRange(raw))
     }
 }

@@ -4,6 +4,7 @@
 //! `SqliteDb` with SQLite's trace hook on, and each distinct statement it
 //! executed is then `EXPLAIN QUERY PLAN`ned.
 
+use crate::uid::Uid;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
@@ -30,7 +31,7 @@ fn record(sql: &str) {
 }
 
 fn workload(db: &mut SqliteDb) {
-    let uid = 7;
+    let uid = Uid::new(7).unwrap();
     let ctx = |collection| WriteCtx {
         uid,
         collection,

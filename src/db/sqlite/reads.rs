@@ -1,6 +1,7 @@
 //! Read queries. Each runs in one deferred transaction, so it sees one
 //! consistent snapshot even while other workers write (WAL).
 
+use crate::uid::Uid;
 use rusqlite::{
     params_from_iter, types::Value, Connection, OptionalExtension, Transaction, TransactionBehavior,
 };
@@ -27,7 +28,7 @@ fn now_s() -> i64 {
 
 pub fn per_collection(
     s: &mut SqliteDb,
-    uid: u64,
+    uid: Uid,
     what: PerCollection,
 ) -> DbResult<Vec<CollectionInfo>> {
     let SqliteDb { conn, collections } = s;
@@ -52,9 +53,9 @@ pub fn per_collection(
         let mut stmt = tx.prepare_cached(sql).map_err(map_err)?;
         let map = |r: &rusqlite::Row| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
         let rows = if with_now {
-            stmt.query_map(rusqlite::params![uid as i64, now_s()], map)
+            stmt.query_map(rusqlite::params![uid, now_s()], map)
         } else {
-            stmt.query_map(rusqlite::params![uid as i64], map)
+            stmt.query_map(rusqlite::params![uid], map)
         }
         .map_err(map_err)?;
         rows.collect::<Result<_, _>>().map_err(map_err)?
@@ -69,26 +70,26 @@ pub fn per_collection(
     Ok(out)
 }
 
-pub fn total_usage(conn: &Connection, uid: u64) -> rusqlite::Result<i64> {
+pub fn total_usage(conn: &Connection, uid: Uid) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "SELECT COALESCE(SUM(payload_size), 0) FROM bso WHERE userid = ?1 AND ttl > ?2",
     )?
-    .query_row(rusqlite::params![uid as i64, now_s()], |r| r.get(0))
+    .query_row(rusqlite::params![uid, now_s()], |r| r.get(0))
 }
 
-pub fn storage_timestamp(conn: &Connection, uid: u64) -> rusqlite::Result<Ms> {
+pub fn storage_timestamp(conn: &Connection, uid: Uid) -> rusqlite::Result<Ms> {
     conn.prepare_cached(
         "SELECT COALESCE(MAX(last_modified), 0) FROM user_collections WHERE userid = ?1",
     )?
-    .query_row([uid as i64], |r| r.get(0))
+    .query_row([uid], |r| r.get(0))
 }
 
 /// The collection's `last_modified`, if the user has that collection.
-pub fn collection_timestamp(conn: &Connection, uid: u64, cid: i64) -> rusqlite::Result<Option<Ms>> {
+pub fn collection_timestamp(conn: &Connection, uid: Uid, cid: i64) -> rusqlite::Result<Option<Ms>> {
     conn.prepare_cached(
         "SELECT last_modified FROM user_collections WHERE userid = ?1 AND collection = ?2",
     )?
-    .query_row(rusqlite::params![uid as i64, cid], |r| r.get(0))
+    .query_row(rusqlite::params![uid, cid], |r| r.get(0))
     .optional()
 }
 
@@ -107,7 +108,7 @@ fn begin_read<'a>(
 
 pub fn list_bsos(
     s: &mut SqliteDb,
-    uid: u64,
+    uid: Uid,
     collection: &str,
     q: &BsoQuery,
     pre: Precondition,
@@ -140,7 +141,7 @@ pub fn list_bsos(
         _ => columns,
     });
     sql.push_str(" WHERE userid = ? AND collection = ? AND ttl > ?");
-    let mut args: Vec<Value> = vec![(uid as i64).into(), cid.into(), now_s().into()];
+    let mut args: Vec<Value> = vec![uid.get().into(), cid.into(), now_s().into()];
     if let Some(newer) = q.newer {
         sql.push_str(" AND modified > ?");
         args.push(newer.into());
@@ -284,7 +285,7 @@ fn next(q: &BsoQuery, tail: &Tail, skip: u64) -> Offset {
 
 pub fn get_bso(
     s: &mut SqliteDb,
-    uid: u64,
+    uid: Uid,
     collection: &str,
     id: &str,
     pre: Precondition,
@@ -300,12 +301,12 @@ pub fn get_bso(
 }
 
 /// A record that has not expired.
-pub fn live_bso(conn: &Connection, uid: u64, cid: i64, id: &str) -> rusqlite::Result<Option<Bso>> {
+pub fn live_bso(conn: &Connection, uid: Uid, cid: i64, id: &str) -> rusqlite::Result<Option<Bso>> {
     conn.prepare_cached(
         "SELECT id, modified, payload, sortindex FROM bso
          WHERE userid = ?1 AND collection = ?2 AND id = ?3 AND ttl > ?4",
     )?
-    .query_row(rusqlite::params![uid as i64, cid, id, now_s()], |r| {
+    .query_row(rusqlite::params![uid, cid, id, now_s()], |r| {
         Ok(Bso {
             id: r.get(0)?,
             modified: r.get(1)?,
@@ -334,7 +335,7 @@ mod tests {
         let (conn, _) = prepare(&Location::Memory).unwrap();
         let mut db = SqliteDb::from_connection(conn).unwrap();
         let ctx = WriteCtx {
-            uid: 1,
+            uid: crate::uid::Uid::new(1).unwrap(),
             collection: "c",
             precondition: Precondition::None,
             quota: None,
@@ -366,7 +367,14 @@ mod tests {
                 };
                 let mut seen = Vec::new();
                 for _ in 0..100 {
-                    let page = db.get_bsos(1, "c", &q, Precondition::None).unwrap();
+                    let page = db
+                        .get_bsos(
+                            crate::uid::Uid::new(1).unwrap(),
+                            "c",
+                            &q,
+                            Precondition::None,
+                        )
+                        .unwrap();
                     assert!(!page.items.is_empty());
                     let weight: u64 = page.items.iter().map(weigh).sum();
                     assert!(page.items.len() == 1 || weight <= 40);

@@ -52,10 +52,13 @@ impl ShmGuard {
     pub fn check(&self) -> DbResult<()> {
         if self.is_immutable() {
             let shm = self.shm.display();
-            return Err(DbError::Unwritable(format!(
-                "{shm} is immutable (chattr +i) and SQLite maps it: reads are refused too, \
+            return Err(DbError::Unwritable(
+                format!(
+                    "{shm} is immutable (chattr +i) and SQLite maps it: reads are refused too, \
                  since touching it would crash the process; fix: chattr -i {shm}"
-            )));
+                )
+                .into(),
+            ));
         }
         Ok(())
     }

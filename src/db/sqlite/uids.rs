@@ -22,13 +22,14 @@
 //! A key change (a new uid for the same account, older rows marked replaced)
 //! revokes nothing: the old uid's data belongs to the same person.
 
+use crate::uid::Uid;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The meta row holding the high-water mark.
 const HIGH_WATER: &str = "uid_high_water";
 
 /// The uid for a new `users` row; call inside the inserting write transaction.
-pub fn next(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn next(conn: &Connection) -> rusqlite::Result<Uid> {
     conn.prepare_cached(
         "SELECT MAX(COALESCE((SELECT MAX(uid) FROM users), 0),
                     COALESCE((SELECT CAST(value AS INTEGER) FROM syncserver_fcgi_meta
@@ -64,11 +65,7 @@ pub fn revoke(conn: &Connection, uids: &[i64], now_ms: i64) -> rusqlite::Result<
 }
 
 /// Whether `uid` belongs to a deleted account (one primary-key lookup).
-pub fn is_revoked(conn: &Connection, uid: u64) -> rusqlite::Result<bool> {
-    // uids above i64::MAX cannot be stored, so they were never revoked.
-    let Ok(uid) = i64::try_from(uid) else {
-        return Ok(false);
-    };
+pub fn is_revoked(conn: &Connection, uid: Uid) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM syncserver_fcgi_revoked_uids WHERE uid = ?1")?
         .query_row([uid], |_| Ok(()))
         .optional()
@@ -163,19 +160,18 @@ mod tests {
     #[test]
     fn never_twice() {
         let conn = db();
-        assert_eq!(next(&conn).unwrap(), 1);
+        assert_eq!(next(&conn).unwrap(), crate::uid::Uid::new(1).unwrap());
         add_user(&conn, 1);
         add_user(&conn, 2);
-        assert_eq!(next(&conn).unwrap(), 3);
+        assert_eq!(next(&conn).unwrap(), crate::uid::Uid::new(3).unwrap());
         conn.execute("DELETE FROM users WHERE uid = 2", []).unwrap();
         revoke(&conn, &[2], 5).unwrap();
-        assert_eq!(next(&conn).unwrap(), 3);
-        assert!(is_revoked(&conn, 2).unwrap());
-        assert!(!is_revoked(&conn, 1).unwrap());
-        assert!(!is_revoked(&conn, u64::MAX).unwrap());
+        assert_eq!(next(&conn).unwrap(), crate::uid::Uid::new(3).unwrap());
+        assert!(is_revoked(&conn, crate::uid::Uid::new(2).unwrap()).unwrap());
+        assert!(!is_revoked(&conn, crate::uid::Uid::new(1).unwrap()).unwrap());
         // An older, lower deletion never lowers the mark.
         revoke(&conn, &[1], 6).unwrap();
-        assert_eq!(next(&conn).unwrap(), 3);
+        assert_eq!(next(&conn).unwrap(), crate::uid::Uid::new(3).unwrap());
     }
 
     #[test]
@@ -193,9 +189,9 @@ mod tests {
         .unwrap();
         let changes = migrate(&conn).unwrap();
         assert_eq!(changes.len(), 3, "{changes:?}");
-        assert_eq!(next(&conn).unwrap(), 10);
-        assert!(is_revoked(&conn, 9).unwrap());
-        assert!(!is_revoked(&conn, 4).unwrap());
+        assert_eq!(next(&conn).unwrap(), crate::uid::Uid::new(10).unwrap());
+        assert!(is_revoked(&conn, crate::uid::Uid::new(9).unwrap()).unwrap());
+        assert!(!is_revoked(&conn, crate::uid::Uid::new(4).unwrap()).unwrap());
         assert!(migrate(&conn).unwrap().is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! The `users` table as the Python server's static-node backend used it.
 
+use crate::uid::Uid;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{map_err, uids, SqliteDb};
@@ -34,7 +35,7 @@ fn accounts(conn: &Connection) -> rusqlite::Result<i64> {
     .query_row([SERVICE], |r| r.get(0))
 }
 
-fn insert(conn: &Connection, email: &str, new: &NewUser, now_ms: i64) -> rusqlite::Result<i64> {
+fn insert(conn: &Connection, email: &str, new: &NewUser, now_ms: i64) -> rusqlite::Result<Uid> {
     // An explicit uid: SQLite's own choice (max + 1) would hand a deleted
     // account's uid to the next account.
     let uid = uids::next(conn)?;
@@ -134,12 +135,12 @@ impl UsersDb for SqliteDb {
         Ok(current)
     }
 
-    fn uid_revoked(&mut self, uid: u64) -> DbResult<bool> {
+    fn uid_revoked(&mut self, uid: Uid) -> DbResult<bool> {
         uids::is_revoked(self.connection(), uid).map_err(map_err)
     }
 }
 
-fn record(uid: i64, new: &NewUser, created_at: i64) -> UserRecord {
+fn record(uid: Uid, new: &NewUser, created_at: i64) -> UserRecord {
     UserRecord {
         uid,
         generation: new.generation,
@@ -180,7 +181,7 @@ mod tests {
             })
             .unwrap()
             .unwrap();
-        assert_eq!(first.uid, 1);
+        assert_eq!(first.uid, crate::uid::Uid::new(1).unwrap());
         let kept = db
             .token_user("a@b", 2000, &mut |s| {
                 assert_eq!(s.rows.len(), 1);
@@ -193,10 +194,10 @@ mod tests {
             .token_user("a@b", 1000, &mut |_| UserPlan::Replace(new("bb", 2)))
             .unwrap()
             .unwrap();
-        assert_eq!(replaced.uid, 2);
+        assert_eq!(replaced.uid, crate::uid::Uid::new(2).unwrap());
         assert!(replaced.created_at > first.created_at);
         db.token_user("a@b", 3000, &mut |s| {
-            assert_eq!(s.rows[0].uid, 2);
+            assert_eq!(s.rows[0].uid, crate::uid::Uid::new(2).unwrap());
             assert_eq!(s.rows[1].replaced_at, Some(replaced.created_at));
             UserPlan::Keep
         })

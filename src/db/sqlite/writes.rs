@@ -16,6 +16,7 @@
 //! SQLite (one `INSERT … SELECT … ON CONFLICT DO UPDATE`), never read into
 //! memory.
 
+use crate::uid::Uid;
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 use super::reads::{collection_timestamp, live_bso, total_usage};
@@ -211,7 +212,7 @@ fn bytes_of(items: &[BsoUpdate]) -> i64 {
 /// Payload bytes held in the user's batches that can still be committed.
 /// Read through `batch_uploads` (one small row per batch; CROSS JOIN keeps it
 /// the outer loop) so that only this user's batch items are summed.
-fn pending_bytes(conn: &Connection, uid: u64) -> rusqlite::Result<i64> {
+fn pending_bytes(conn: &Connection, uid: Uid) -> rusqlite::Result<i64> {
     let oldest_open = (now_ms() / 1000 - BATCH_LIFETIME_SECS) * 1000;
     conn.prepare_cached(
         "SELECT COALESCE(SUM(i.payload_size), 0)
@@ -219,7 +220,7 @@ fn pending_bytes(conn: &Connection, uid: u64) -> rusqlite::Result<i64> {
          CROSS JOIN batch_upload_items AS i ON i.batch = u.batch AND i.userid = u.userid
          WHERE u.userid = ?1 AND u.batch >= ?2",
     )?
-    .query_row(params![uid as i64, oldest_open], |r| r.get(0))
+    .query_row(params![uid, oldest_open], |r| r.get(0))
 }
 
 /// Refuses a batch that holds more than the limits allow (checked after its
@@ -230,11 +231,7 @@ fn check_batch_totals(conn: &Connection, ctx: &WriteCtx, batch: i64) -> DbResult
             "SELECT COUNT(*), COALESCE(SUM(payload_size), 0) FROM batch_upload_items
              WHERE batch = ?1 AND userid = ?2",
         )
-        .and_then(|mut st| {
-            st.query_row(params![batch, ctx.uid as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-        })
+        .and_then(|mut st| st.query_row(params![batch, ctx.uid], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(map_err)?;
     let limits = ctx.batch_limits;
     if records as u64 > limits.records || bytes as u64 > limits.bytes {
@@ -245,7 +242,7 @@ fn check_batch_totals(conn: &Connection, ctx: &WriteCtx, batch: i64) -> DbResult
 
 fn upsert(
     conn: &Connection,
-    uid: u64,
+    uid: Uid,
     cid: i64,
     item: &BsoUpdate,
     ts: Ms,
@@ -254,7 +251,7 @@ fn upsert(
     let now = now_s(ts);
     let ttl = item.ttl.map(|t| now + t);
     let args = params![
-        uid as i64,
+        uid,
         cid,
         item.id,
         item.sortindex,
@@ -272,9 +269,9 @@ fn upsert(
     Ok(())
 }
 
-fn touch(conn: &Connection, uid: u64, cid: i64, ts: Ms) -> rusqlite::Result<()> {
+fn touch(conn: &Connection, uid: Uid, cid: i64, ts: Ms) -> rusqlite::Result<()> {
     conn.prepare_cached(TOUCH_COLLECTION)?
-        .execute(params![uid as i64, cid, ts])?;
+        .execute(params![uid, cid, ts])?;
     Ok(())
 }
 
@@ -347,7 +344,7 @@ pub fn delete_collection(s: &mut SqliteDb, ctx: WriteCtx) -> DbResult<Ms> {
     ctx.precondition.check(w.last.unwrap_or(0))?;
     let ts = w.timestamp()?;
     if let Some(cid) = w.cid {
-        let uid = ctx.uid as i64;
+        let uid = ctx.uid;
         w.tx.prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2")
             .and_then(|mut st| st.execute(params![uid, cid]))
             .map_err(map_err)?;
@@ -381,8 +378,7 @@ pub fn delete_bsos(s: &mut SqliteDb, ctx: WriteCtx, ids: &[String]) -> DbResult<
                 .prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2 AND id = ?3")
                 .map_err(map_err)?;
             for id in ids {
-                stmt.execute(params![ctx.uid as i64, cid, id])
-                    .map_err(map_err)?;
+                stmt.execute(params![ctx.uid, cid, id]).map_err(map_err)?;
             }
         }
         touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
@@ -405,14 +401,14 @@ pub fn delete_bso(s: &mut SqliteDb, ctx: WriteCtx, id: &str) -> DbResult<Ms> {
     }
     let ts = w.timestamp()?;
     w.tx.prepare_cached("DELETE FROM bso WHERE userid = ?1 AND collection = ?2 AND id = ?3")
-        .and_then(|mut st| st.execute(params![ctx.uid as i64, cid, id]))
+        .and_then(|mut st| st.execute(params![ctx.uid, cid, id]))
         .map_err(map_err)?;
     touch(&w.tx, ctx.uid, cid, ts).map_err(map_err)?;
     w.tx.commit().map_err(map_err)?;
     Ok(ts)
 }
 
-pub fn delete_storage(s: &mut SqliteDb, uid: u64, pre: Precondition) -> DbResult<()> {
+pub fn delete_storage(s: &mut SqliteDb, uid: Uid, pre: Precondition) -> DbResult<()> {
     let tx = s
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -426,18 +422,18 @@ pub fn delete_storage(s: &mut SqliteDb, uid: u64, pre: Precondition) -> DbResult
         "DELETE FROM batch_uploads WHERE userid = ?1",
     ] {
         tx.prepare_cached(sql)
-            .and_then(|mut st| st.execute([uid as i64]))
+            .and_then(|mut st| st.execute([uid]))
             .map_err(map_err)?;
     }
     tx.commit().map_err(map_err)
 }
 
-fn store_batch_items(conn: &Connection, uid: u64, batch: i64, items: &[BsoUpdate]) -> DbResult<()> {
+fn store_batch_items(conn: &Connection, uid: Uid, batch: i64, items: &[BsoUpdate]) -> DbResult<()> {
     let mut stmt = conn.prepare_cached(UPSERT_BATCH_ITEM).map_err(map_err)?;
     for item in items {
         stmt.execute(params![
             batch,
-            uid as i64,
+            uid,
             item.id,
             item.sortindex,
             item.payload,
@@ -459,14 +455,14 @@ pub fn create_batch(
     ctx.precondition.check(w.last.unwrap_or(0))?;
     // As in Python: the request's 10 ms tick plus uid % 10; on a clash (two
     // batches in one tick) take the next tick instead of failing.
-    let mut batch = ceil_tick(now_ms()) + (ctx.uid % 10) as i64;
+    let mut batch = ceil_tick(now_ms()) + ctx.uid.get() % 10;
     loop {
         let inserted = w
             .tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO batch_uploads (batch, userid, collection) VALUES (?1, ?2, ?3)",
             )
-            .and_then(|mut st| st.execute(params![batch, ctx.uid as i64, cid]))
+            .and_then(|mut st| st.execute(params![batch, ctx.uid, cid]))
             .map_err(map_err)?;
         if inserted == 1 {
             break;
@@ -489,7 +485,7 @@ fn check_batch(conn: &Connection, ctx: &WriteCtx, cid: Option<i64>, batch: i64) 
         .prepare_cached("SELECT collection FROM batch_uploads WHERE batch = ?1 AND userid = ?2")
         .and_then(|mut st| {
             rusqlite::OptionalExtension::optional(
-                st.query_row(params![batch, ctx.uid as i64], |r| r.get(0)),
+                st.query_row(params![batch, ctx.uid], |r| r.get(0)),
             )
         })
         .map_err(map_err)?;
@@ -537,7 +533,7 @@ pub fn commit_batch(
     // The batch's own items are pending until this commits: counted once.
     let quota_left = check_quota(&w.tx, &ctx, 0)?;
     let ts = w.timestamp()?;
-    let args = params![batch, ctx.uid as i64, cid, ts, now_s(ts)];
+    let args = params![batch, ctx.uid, cid, ts, now_s(ts)];
     w.tx.prepare_cached(APPLY_BATCH)
         .and_then(|mut st| st.execute(args))
         .map_err(map_err)?;
@@ -547,7 +543,7 @@ pub fn commit_batch(
         "DELETE FROM batch_uploads WHERE batch = ?1 AND userid = ?2",
     ] {
         w.tx.prepare_cached(sql)
-            .and_then(|mut st| st.execute(params![batch, ctx.uid as i64]))
+            .and_then(|mut st| st.execute(params![batch, ctx.uid]))
             .map_err(map_err)?;
     }
     w.tx.commit().map_err(map_err)?;
@@ -564,7 +560,7 @@ mod tests {
     use crate::db::{BatchLimits, StorageDb, TTL_FOREVER};
 
     const CTX: WriteCtx<'static> = WriteCtx {
-        uid: 3,
+        uid: crate::uid::Uid::new(3).unwrap(),
         collection: "c",
         precondition: Precondition::None,
         quota: None,
