@@ -37,6 +37,7 @@ pub mod logonce;
 pub mod options;
 pub mod preflight;
 pub mod pyjson;
+mod random;
 pub mod serve;
 pub mod start;
 pub mod storage;

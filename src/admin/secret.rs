@@ -1,9 +1,9 @@
 //! `secret`: the secret in effect, for an operator who needs to share it (an
 //! external storage node, a load test). Printed on stdout only, never logged.
 
-use crate::auth::metrics::{random_secret_hex, RandomUnavailable};
 use crate::config::{DatabaseUri, Settings};
 use crate::db::{self, AdminAccess, AdminOpenError, DbError, MetaDb};
+use crate::random::{random_secret_hex, RandomUnavailable};
 
 use super::AdminError;
 

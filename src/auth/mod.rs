@@ -8,8 +8,7 @@
 //!   with a token cache, the expired-token grace period, an optional clock window and replay
 //!   protection. The caller still has to check `payload.node` against this server's node URL
 //!   and `payload.uid` against the URL's uid (spec §6 steps 4 and 8).
-//! - [`metrics`]: `hashed_fxa_uid` / `hashed_device_id` for the token endpoint, and random hex
-//!   secrets.
+//! - [`metrics`]: `hashed_fxa_uid` / `hashed_device_id` for the token endpoint.
 //!
 //! Nothing here logs tokens, keys or secrets; `Debug` output of credentials is redacted.
 
@@ -24,7 +23,7 @@ pub use hawk::{
     client_header, normalized_string, parse_authorization, payload_hash, HawkError, HawkHeader,
     HawkRequest,
 };
-pub use metrics::{hash_device_id, hash_fxa_uid, random_secret_hex, RandomUnavailable};
+pub use metrics::{hash_device_id, hash_fxa_uid};
 pub use replay::{
     nonce_key, Accepted, MemoryReplay, ReplayError, ReplayLimits, ReplayRequest, ReplayStore,
     DEFAULT_MAX_NONCES, WINDOW_SECS,

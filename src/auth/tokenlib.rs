@@ -5,7 +5,7 @@
 //! client is `b64u(HKDF(secret, salt = payload.salt, info = "…/derive/" + token))`, and the
 //! client uses the *ASCII text* of that base64 string as its HMAC key.
 
-use crate::auth::metrics::{random_bytes, to_hex};
+use crate::random::{random_bytes, to_hex};
 use crate::uid::Uid;
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
