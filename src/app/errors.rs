@@ -8,7 +8,7 @@ use crate::http::Response;
 use crate::logonce::RateLimit;
 use crate::storage::{StorageError, WeaveCode};
 use crate::timestamp;
-use crate::tokenserver::TokenError;
+use crate::tokenserver::TokenserverError;
 
 /// Retry-After for a write lock held too long by another worker.
 pub const RETRY_AFTER_BUSY: u32 = 10;
@@ -51,12 +51,12 @@ pub enum AppError {
     /// A storage failure.
     Storage(StorageError),
     /// A tokenserver failure.
-    Token(TokenError),
+    Tokenserver(TokenserverError),
 }
 
-impl From<TokenError> for AppError {
-    fn from(e: TokenError) -> Self {
-        AppError::Token(e)
+impl From<TokenserverError> for AppError {
+    fn from(e: TokenserverError) -> Self {
+        AppError::Tokenserver(e)
     }
 }
 
@@ -119,24 +119,26 @@ pub fn to_response(err: AppError) -> Response {
             Response::json(421, body.to_string())
         }
         AppError::Storage(e) => storage(e),
-        AppError::Token(e) => token(e),
+        AppError::Tokenserver(e) => tokenserver(e),
     }
 }
 
-fn token(err: TokenError) -> Response {
+fn tokenserver(err: TokenserverError) -> Response {
     match err {
-        TokenError::UnknownApplication => {
+        TokenserverError::UnknownApplication => {
             cornice(404, "url", "application", "Unsupported application")
         }
-        TokenError::UnknownVersion(v) => cornice(404, "url", &v, "Unsupported application version"),
-        TokenError::MethodNotAllowed => zero(405).with_header("Allow", "GET, HEAD"),
-        TokenError::InvalidClientStateHeader => cornice(
+        TokenserverError::UnknownVersion(v) => {
+            cornice(404, "url", &v, "Unsupported application version")
+        }
+        TokenserverError::MethodNotAllowed => zero(405).with_header("Allow", "GET, HEAD"),
+        TokenserverError::InvalidClientStateHeader => cornice(
             400,
             "header",
             "X-Client-State",
             "Invalid client state value",
         ),
-        TokenError::Unauthorized {
+        TokenserverError::Unauthorized {
             status,
             location,
             name,
@@ -150,22 +152,22 @@ fn token(err: TokenError) -> Response {
             });
             Response::json(401, body.to_string())
         }
-        TokenError::UnsupportedScheme => {
+        TokenserverError::UnsupportedScheme => {
             cornice(401, "body", "", "Unsupported").with_header("WWW-Authenticate", "BrowserID")
         }
-        TokenError::Unavailable(why) => {
+        TokenserverError::Unavailable(why) => {
             log::warn!("token request answered 503: {why}");
             cornice(503, "body", "", "Resource is not available")
                 .with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
-        TokenError::VerifierBusy => {
+        TokenserverError::VerifierBusy => {
             if VERIFIER_BUSY_LOG.due() {
                 log::warn!("token requests answered 503: as many as allowed are waiting on the account server already (is it slow?); logged at most once a minute");
             }
             cornice(503, "body", "", "Resource is not available")
                 .with_header("Retry-After", RETRY_AFTER_VERIFIER_BUSY.to_string())
         }
-        TokenError::Db(e) => {
+        TokenserverError::Db(e) => {
             match e {
                 DbError::Busy | DbError::NoSession { .. } => log::warn!("token request: {e}"),
                 _ => log::error!("token request: {e}"),
@@ -322,10 +324,10 @@ mod tests {
         };
         let r = to_response(StorageError::Db(no_session()).into());
         assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
-        let r = to_response(TokenError::Db(no_session()).into());
+        let r = to_response(TokenserverError::Db(no_session()).into());
         assert_eq!(r.status, 503);
         assert!(r.header("Retry-After").is_some());
-        let r = to_response(TokenError::VerifierBusy.into());
+        let r = to_response(TokenserverError::VerifierBusy.into());
         assert_eq!((r.status, r.header("Retry-After")), (503, Some("10")));
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["status"], "error");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::rules::Claims;
-use super::{Identity, TokenError};
+use super::{Identity, TokenserverError};
 
 /// A remote verifier (`POST {"assertion", "audience"}` → `{"status": "okay", ...}`).
 pub struct RemoteVerifier {
@@ -30,7 +30,7 @@ impl RemoteVerifier {
         &self,
         assertion: &str,
         client_state: Option<String>,
-    ) -> Result<Identity, TokenError> {
+    ) -> Result<Identity, TokenserverError> {
         let body = json!({"assertion": assertion, "audience": self.audience}).to_string();
         let resp = self
             .agent
@@ -41,11 +41,13 @@ impl RemoteVerifier {
             Ok(r) => r.into_string().ok(),
             // Verifiers answer refusals with 4xx and a JSON reason.
             Err(ureq::Error::Status(code, r)) if (400..500).contains(&code) => r.into_string().ok(),
-            Err(e) => return Err(TokenError::Unavailable(format!("{}: {e}", self.url))),
+            Err(e) => return Err(TokenserverError::Unavailable(format!("{}: {e}", self.url))),
         };
         let v: Value = text
             .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| TokenError::Unavailable(format!("{} did not answer JSON", self.url)))?;
+            .ok_or_else(|| {
+                TokenserverError::Unavailable(format!("{} did not answer JSON", self.url))
+            })?;
         if v.get("status").and_then(Value::as_str) != Some("okay") {
             let reason = v
                 .get("reason")
@@ -57,7 +59,7 @@ impl RemoteVerifier {
             } else {
                 "invalid-credentials"
             };
-            return Err(TokenError::unauthorized(
+            return Err(TokenserverError::unauthorized(
                 status,
                 format!("BrowserID refused: {reason}"),
             ));
@@ -67,20 +69,23 @@ impl RemoteVerifier {
             .and_then(Value::as_str)
             .filter(|e| e.contains('@'))
             .ok_or_else(|| {
-                TokenError::unauthorized("invalid-credentials", "BrowserID answer without email")
+                TokenserverError::unauthorized(
+                    "invalid-credentials",
+                    "BrowserID answer without email",
+                )
             })?;
         let claims = v.get("idpClaims").cloned().unwrap_or(Value::Null);
         if claims.get("fxa-tokenVerified") == Some(&Value::Bool(false)) {
-            return Err(TokenError::unauthorized(
+            return Err(TokenserverError::unauthorized(
                 "invalid-credentials",
                 "unverified token",
             ));
         }
-        let int = |name: &str, status: &'static str| -> Result<i64, TokenError> {
+        let int = |name: &str, status: &'static str| -> Result<i64, TokenserverError> {
             match claims.get(name) {
                 None => Ok(0),
                 Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or(0)),
-                Some(_) => Err(TokenError::unauthorized(
+                Some(_) => Err(TokenserverError::unauthorized(
                     status,
                     format!("{name} is not an integer"),
                 )),

@@ -5,7 +5,7 @@ use crate::db::DbError;
 /// A tokenserver request's failure. Bodies are the cornice-style JSON both
 /// references send: `{"status": S, "errors": [{"location", "name", "description"}]}`.
 #[derive(Debug)]
-pub enum TokenError {
+pub enum TokenserverError {
     /// Unknown application (404).
     UnknownApplication,
     /// Unknown version (404, `name` is the version).
@@ -38,10 +38,10 @@ pub enum TokenError {
     Db(DbError),
 }
 
-impl TokenError {
+impl TokenserverError {
     /// A plain 401 with `location: body`, `description: Unauthorized`.
-    pub fn unauthorized(status: &'static str, why: impl Into<String>) -> TokenError {
-        TokenError::Unauthorized {
+    pub fn unauthorized(status: &'static str, why: impl Into<String>) -> TokenserverError {
+        TokenserverError::Unauthorized {
             status,
             location: "body",
             name: "",
@@ -51,8 +51,8 @@ impl TokenError {
     }
 }
 
-impl From<DbError> for TokenError {
+impl From<DbError> for TokenserverError {
     fn from(e: DbError) -> Self {
-        TokenError::Db(e)
+        TokenserverError::Db(e)
     }
 }

@@ -24,7 +24,7 @@ use crate::auth::{metrics, mint, TokenPayload};
 use crate::db::{Pool, UserPlan};
 use crate::http::{query_pairs, Request, Response};
 use crate::timestamp::{now_ms, now_secs};
-pub use error::TokenError;
+pub use error::TokenserverError;
 use keyid::{fxa_kid, parse_key_id, valid_client_state};
 use oauth::{OAuthConfig, OAuthError, OAuthVerifier, OLDSYNC_SCOPE};
 use outbound::Gate;
@@ -122,15 +122,15 @@ impl Tokenserver {
         req: &Request,
         application: &str,
         version: &str,
-    ) -> Result<Response, TokenError> {
+    ) -> Result<Response, TokenserverError> {
         if application != "sync" {
-            return Err(TokenError::UnknownApplication);
+            return Err(TokenserverError::UnknownApplication);
         }
         if version != "1.5" {
-            return Err(TokenError::UnknownVersion(version.to_string()));
+            return Err(TokenserverError::UnknownVersion(version.to_string()));
         }
         if !matches!(req.method.as_str(), "GET" | "HEAD") {
-            return Err(TokenError::MethodNotAllowed);
+            return Err(TokenserverError::MethodNotAllowed);
         }
         let client_state = match req.header("x-client-state") {
             None => None,
@@ -140,17 +140,17 @@ impl Tokenserver {
                 .filter(|s| valid_client_state(s))
             {
                 Some(s) => Some(s.to_string()),
-                None => return Err(TokenError::InvalidClientStateHeader),
+                None => return Err(TokenserverError::InvalidClientStateHeader),
             },
         };
         let authorization = req
             .header_str("authorization")
-            .ok_or_else(|| TokenError::unauthorized("error", "no Authorization header"))?;
+            .ok_or_else(|| TokenserverError::unauthorized("error", "no Authorization header"))?;
         let mut parts = authorization.trim().splitn(2, char::is_whitespace);
         let scheme = parts.next().unwrap_or("").to_ascii_lowercase();
         let credential = parts.next().map(str::trim).filter(|t| !t.is_empty());
         let Some(credential) = credential else {
-            return Err(TokenError::unauthorized(
+            return Err(TokenserverError::unauthorized(
                 "error",
                 "Authorization header without credentials",
             ));
@@ -158,10 +158,13 @@ impl Tokenserver {
         let identity = match (scheme.as_str(), &self.browserid) {
             ("bearer", _) => self.oauth_identity(req, credential, client_state)?,
             ("browserid", Some(verifier)) => {
-                let _permit = self.gate.try_enter().ok_or(TokenError::VerifierBusy)?;
+                let _permit = self
+                    .gate
+                    .try_enter()
+                    .ok_or(TokenserverError::VerifierBusy)?;
                 verifier.identity(credential, client_state)?
             }
-            _ => return Err(TokenError::UnsupportedScheme),
+            _ => return Err(TokenserverError::UnsupportedScheme),
         };
         self.check_allowed(&identity)?;
         self.issue(req, identity)
@@ -172,27 +175,29 @@ impl Tokenserver {
         req: &Request,
         token: &str,
         client_state: Option<String>,
-    ) -> Result<Identity, TokenError> {
+    ) -> Result<Identity, TokenserverError> {
         let key_id = req
             .header_str("x-keyid")
-            .ok_or_else(|| TokenError::unauthorized("invalid-key-id", "no X-KeyID header"))?;
-        let key_id = parse_key_id(key_id)
-            .ok_or_else(|| TokenError::unauthorized("invalid-credentials", "malformed X-KeyID"))?;
+            .ok_or_else(|| TokenserverError::unauthorized("invalid-key-id", "no X-KeyID header"))?;
+        let key_id = parse_key_id(key_id).ok_or_else(|| {
+            TokenserverError::unauthorized("invalid-credentials", "malformed X-KeyID")
+        })?;
         if let Some(cs) = client_state {
             if !cs.eq_ignore_ascii_case(&key_id.client_state) {
-                return Err(TokenError::unauthorized(
+                return Err(TokenserverError::unauthorized(
                     "invalid-client-state",
                     "X-Client-State does not match X-KeyID",
                 ));
             }
         }
         let access = self.oauth.verify(token).map_err(|e| match e {
-            OAuthError::Invalid(why) => TokenError::unauthorized("invalid-credentials", why),
-            OAuthError::InvalidGeneration => {
-                TokenError::unauthorized("invalid-generation", "fxa-generation is not an integer")
-            }
-            OAuthError::Unavailable(why) => TokenError::Unavailable(why),
-            OAuthError::Busy => TokenError::VerifierBusy,
+            OAuthError::Invalid(why) => TokenserverError::unauthorized("invalid-credentials", why),
+            OAuthError::InvalidGeneration => TokenserverError::unauthorized(
+                "invalid-generation",
+                "fxa-generation is not an integer",
+            ),
+            OAuthError::Unavailable(why) => TokenserverError::Unavailable(why),
+            OAuthError::Busy => TokenserverError::VerifierBusy,
         })?;
         Ok(Identity {
             email: format!("{}@{}", access.user, access.issuer),
@@ -205,7 +210,7 @@ impl Tokenserver {
         })
     }
 
-    fn check_allowed(&self, id: &Identity) -> Result<(), TokenError> {
+    fn check_allowed(&self, id: &Identity) -> Result<(), TokenserverError> {
         let allowed = &self.config.allowed_users;
         let listed = allowed
             .iter()
@@ -213,14 +218,14 @@ impl Tokenserver {
         if allowed.is_empty() || listed {
             Ok(())
         } else {
-            Err(TokenError::unauthorized(
+            Err(TokenserverError::unauthorized(
                 "new-users-disabled",
                 format!("account {} is not in allowed_users", id.fxa_uid),
             ))
         }
     }
 
-    fn issue(&self, req: &Request, id: Identity) -> Result<Response, TokenError> {
+    fn issue(&self, req: &Request, id: Identity) -> Result<Response, TokenserverError> {
         let mut refusal = None;
         let node = self.config.node_url.as_str();
         let record = self
@@ -279,13 +284,15 @@ impl Tokenserver {
     }
 }
 
-fn refusal_error(r: Refusal, id: &Identity) -> TokenError {
+fn refusal_error(r: Refusal, id: &Identity) -> TokenserverError {
     let why = format!("account {}", id.fxa_uid);
     match r {
-        Refusal::NewUsersDisabled => TokenError::unauthorized("new-users-disabled", why),
-        Refusal::InvalidGeneration => TokenError::unauthorized("invalid-generation", why),
-        Refusal::InvalidKeysChangedAt => TokenError::unauthorized("invalid-keysChangedAt", why),
-        Refusal::InvalidClientState(description) => TokenError::Unauthorized {
+        Refusal::NewUsersDisabled => TokenserverError::unauthorized("new-users-disabled", why),
+        Refusal::InvalidGeneration => TokenserverError::unauthorized("invalid-generation", why),
+        Refusal::InvalidKeysChangedAt => {
+            TokenserverError::unauthorized("invalid-keysChangedAt", why)
+        }
+        Refusal::InvalidClientState(description) => TokenserverError::Unauthorized {
             status: "invalid-client-state",
             location: "header",
             name: "X-Client-State",
