@@ -9,13 +9,13 @@ use crate::db::DbError;
 /// Writes a copy through SQLite's online backup while the server keeps serving.
 pub fn backup(settings: &Settings, target: &Path) -> Result<String, AdminError> {
     if !parent_exists(target) {
-        return Err(AdminError(format!(
+        return Err(AdminError::Refused(format!(
             "the directory for {} does not exist",
             target.display()
         )));
     }
     if target.exists() {
-        return Err(AdminError(format!(
+        return Err(AdminError::Refused(format!(
             "{} exists already; backup never overwrites a file, choose a new name",
             target.display()
         )));
@@ -23,11 +23,11 @@ pub fn backup(settings: &Settings, target: &Path) -> Result<String, AdminError> 
     let mut db = open(settings, false)?;
     // The target, not the server's database, is what cannot be written.
     db.backup(target).map_err(|e| match e {
-        DbError::Unwritable(why) => AdminError(format!(
-            "cannot write the backup {}: {why}",
-            target.display()
-        )),
-        other => AdminError::from(other),
+        cause @ DbError::Unwritable(_) => AdminError::Backup {
+            path: target.to_path_buf(),
+            cause,
+        },
+        other => AdminError::Db(other),
     })?;
     let size = std::fs::metadata(target).map(|m| m.len()).unwrap_or(0);
     Ok(format!(

@@ -11,12 +11,12 @@ mod stats;
 mod table;
 mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::Settings;
 use crate::db::admin::AdminDb;
-use crate::db::{self, AdminAccess};
+use crate::db::{self, AdminAccess, AdminOpenError, DbError};
 use crate::options::AdminCommand;
 use crate::start::load_settings;
 
@@ -26,25 +26,89 @@ pub use secret::{secret, stored_secret, SecretError};
 pub use stats::stats;
 pub use users::{delete_user, list_users};
 
-/// An operator command's failure: a message for the person at the terminal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminError(pub String);
+/// Why an operator command failed. `Display` is the message printed to the
+/// operator; the cause, where there is one, is kept as `source`.
+#[derive(Debug)]
+pub enum AdminError {
+    /// The server's database could not be opened for the command.
+    Open(AdminOpenError),
+    /// `secret` could not open (or create) the database at `path`.
+    CreateDb {
+        path: PathBuf,
+        cause: AdminOpenError,
+    },
+    /// A database step failed; nothing more is known than the engine said.
+    Db(DbError),
+    /// The backup file at `path` could not be written.
+    Backup { path: PathBuf, cause: DbError },
+    /// A secret could not be generated or stored.
+    Secret(SecretError),
+    /// The account's rows are gone but emptying its data stopped: `purge`
+    /// finishes the job, and the message has to say so, or a retry would
+    /// report "no account matches" and leave the operator guessing.
+    DataLeft {
+        email: String,
+        cause: Box<AdminError>,
+    },
+    /// The command was not carried out, for the reason given to the operator
+    /// (no such account, a file that exists already, a "no" at the prompt).
+    Refused(String),
+}
 
 impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            AdminError::Open(e) => write!(f, "{e}"),
+            AdminError::CreateDb { path, cause } => match cause {
+                AdminOpenError::Prepare { cause, .. } | AdminOpenError::Open { cause, .. } => {
+                    write!(f, "cannot open the database {}: {cause}", path.display())
+                }
+                other => write!(f, "{other}"),
+            },
+            AdminError::Db(e) => db_message(f, e),
+            AdminError::Backup { path, cause } => match cause {
+                DbError::Unwritable(why) => {
+                    write!(f, "cannot write the backup {}: {why}", path.display())
+                }
+                other => db_message(f, other),
+            },
+            AdminError::Secret(e) => write!(f, "{e}"),
+            AdminError::DataLeft { email, cause } => write!(
+                f,
+                "account {email} was removed, but removing its data stopped ({cause}); \
+                 run `purge` to finish (it removes the rest)"
+            ),
+            AdminError::Refused(why) => f.write_str(why),
+        }
     }
 }
 
-impl From<crate::db::DbError> for AdminError {
-    fn from(e: crate::db::DbError) -> Self {
-        AdminError(match e {
-            crate::db::DbError::Busy => {
-                "the database stayed locked by another writer; try again (nothing was changed by the failed step)"
-                    .to_string()
-            }
-            other => other.to_string(),
-        })
+/// A failed database step as the operator needs to hear it: a busy database
+/// is worth retrying, and nothing was changed.
+fn db_message(f: &mut std::fmt::Formatter<'_>, e: &DbError) -> std::fmt::Result {
+    match e {
+        DbError::Busy => f.write_str(
+            "the database stayed locked by another writer; try again (nothing was changed by the failed step)",
+        ),
+        other => write!(f, "{other}"),
+    }
+}
+
+impl std::error::Error for AdminError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AdminError::Open(e) | AdminError::CreateDb { cause: e, .. } => Some(e),
+            AdminError::Db(e) | AdminError::Backup { cause: e, .. } => Some(e),
+            AdminError::Secret(e) => Some(e),
+            AdminError::DataLeft { cause, .. } => Some(&**cause),
+            AdminError::Refused(_) => None,
+        }
+    }
+}
+
+impl From<DbError> for AdminError {
+    fn from(e: DbError) -> Self {
+        AdminError::Db(e)
     }
 }
 
@@ -56,7 +120,7 @@ pub fn open(settings: &Settings, write: bool) -> Result<Box<dyn AdminDb>, AdminE
     } else {
         AdminAccess::Read
     };
-    db::open_admin(&settings.database, access).map_err(|e| AdminError(e.to_string()))
+    db::open_admin(&settings.database, access).map_err(AdminError::Open)
 }
 
 /// Runs an operator command with the server's configuration.

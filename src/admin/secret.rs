@@ -2,7 +2,7 @@
 //! external storage node, a load test). Printed on stdout only, never logged.
 
 use crate::config::{DatabaseUri, Settings};
-use crate::db::{self, AdminAccess, AdminOpenError, DbError, MetaDb};
+use crate::db::{self, AdminAccess, DbError, MetaDb};
 use crate::random::{random_secret_hex, RandomUnavailable};
 
 use super::AdminError;
@@ -82,24 +82,24 @@ pub fn secret(settings: &Settings, metrics: bool) -> Result<String, AdminError> 
     let path = match &settings.database {
         DatabaseUri::Sqlite(p) => p.clone(),
         DatabaseUri::Memory => {
-            return Err(AdminError(
+            return Err(AdminError::Refused(
                 "no secret in the configuration and sqluri is :memory:, so each server process generates its own; set secret in the configuration".into(),
             ))
         }
     };
     let existed = path.exists();
-    let mut db = db::open_admin(&settings.database, AdminAccess::Create).map_err(|e| match e {
-        AdminOpenError::Prepare { cause, .. } | AdminOpenError::Open { cause, .. } => AdminError(
-            format!("cannot open the database {}: {cause}", path.display()),
-        ),
-        other => AdminError(other.to_string()),
+    let mut db = db::open_admin(&settings.database, AdminAccess::Create).map_err(|cause| {
+        AdminError::CreateDb {
+            path: path.clone(),
+            cause,
+        }
     })?;
     let (name, what) = if metrics {
         ("metrics_secret", "metrics secret (for hashed_fxa_uid)")
     } else {
         ("secret", "secret")
     };
-    let value = stored_secret(&mut *db, name, what).map_err(|e| AdminError(e.to_string()))?;
+    let value = stored_secret(&mut *db, name, what).map_err(AdminError::Secret)?;
     drop(db);
     // SAFETY: geteuid cannot fail.
     if !existed && unsafe { libc::geteuid() } == 0 {

@@ -84,13 +84,13 @@ pub fn delete_user(
     let emails = matching(&users, target);
     let email = match emails.as_slice() {
         [] => {
-            return Err(AdminError(format!(
+            return Err(AdminError::Refused(format!(
                 "no account matches {target:?} (see `users list`)"
             )))
         }
         [one] => one.clone(),
         many => {
-            return Err(AdminError(format!(
+            return Err(AdminError::Refused(format!(
                 "{target:?} matches several accounts ({}); name one by its full account",
                 many.join(", ")
             )))
@@ -119,7 +119,7 @@ pub fn delete_user(
         let mut answer = String::new();
         let _ = input.read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            return Err(AdminError("not deleted".into()));
+            return Err(AdminError::Refused("not deleted".into()));
         }
     }
     // One transaction removes the rows and queues the uids; the data then goes
@@ -133,10 +133,10 @@ pub fn delete_user(
             // The account is gone already; say so, or a retry would report
             // "no account matches" and leave the operator guessing.
             Err(e) => {
-                return Err(AdminError(format!(
-                    "account {email} was removed, but removing its data stopped ({e}); \
-                     run `purge` to finish (it removes the rest)"
-                )))
+                return Err(AdminError::DataLeft {
+                    email,
+                    cause: Box::new(e),
+                })
             }
         }
     }
