@@ -14,13 +14,22 @@ use crate::app::App;
 use crate::config::PublicUrl;
 use crate::http::Request;
 
-/// Why the listener could not start.
+/// The trial listener could not listen on `addr`.
 #[derive(Debug)]
-pub struct HttpError(pub String);
+pub struct HttpError {
+    addr: String,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "cannot listen on {}: {}", self.addr, self.cause)
+    }
+}
+
+impl std::error::Error for HttpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
     }
 }
 
@@ -34,10 +43,10 @@ pub fn serve(
     max_body: usize,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), HttpError> {
-    let server = Arc::new(
-        tiny_http::Server::http(addr)
-            .map_err(|e| HttpError(format!("cannot listen on {addr}: {e}")))?,
-    );
+    let server = Arc::new(tiny_http::Server::http(addr).map_err(|cause| HttpError {
+        addr: addr.to_string(),
+        cause,
+    })?);
     if let Some(bound) = server.server_addr().to_ip() {
         println!("{}", banner(public, bound));
     }

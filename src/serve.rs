@@ -1,6 +1,8 @@
 //! `serve`: build the application (`crate::start`), open the listener and
 //! answer requests until SIGTERM/SIGINT.
 
+use std::fmt;
+use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,17 +16,56 @@ use crate::options::ServeOptions;
 use crate::preflight;
 use crate::start::{build, init_logging, load_settings};
 
+/// Why serving could not start or stopped on an error.
+#[derive(Debug)]
+enum ServeError {
+    /// `--socket-group` names no group on this system (the message says which).
+    UnknownGroup(String),
+    Listen(fcgi::ListenerError),
+    SocketGroup(io::Error),
+    Fcgi(io::Error),
+    Http(devhttp::HttpError),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::UnknownGroup(why) => write!(f, "--socket-group: {why}"),
+            ServeError::Listen(e) => e.fmt(f),
+            ServeError::SocketGroup(e) | ServeError::Fcgi(e) => e.fmt(f),
+            ServeError::Http(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::UnknownGroup(_) => None,
+            ServeError::Listen(e) => Some(e),
+            ServeError::SocketGroup(e) | ServeError::Fcgi(e) => Some(e),
+            ServeError::Http(e) => Some(e),
+        }
+    }
+}
+
+/// Where requests come from: the FastCGI socket, or plain HTTP for local trials.
+enum Front<'a> {
+    Fcgi(fcgi::Listener),
+    Http(&'a str),
+}
+
 /// Opens the FastCGI socket; a unix socket we bind gets `--socket-group`, and a
 /// warning when the web server's user could not connect to it.
-fn open_listener(options: &ServeOptions) -> Result<fcgi::Listener, String> {
+fn open_listener(options: &ServeOptions) -> Result<fcgi::Listener, ServeError> {
     let group = match &options.socket_group {
-        Some(g) => Some(preflight::lookup_group(g).map_err(|e| format!("--socket-group: {e}"))?),
+        Some(g) => Some(preflight::lookup_group(g).map_err(ServeError::UnknownGroup)?),
         None => None,
     };
     let listener = fcgi::open_listener(options.bind.as_ref(), options.socket_mode)
-        .map_err(|e| e.to_string())?;
+        .map_err(ServeError::Listen)?;
     if let Some(gid) = group {
-        listener.set_group(gid).map_err(|e| e.to_string())?;
+        listener.set_group(gid).map_err(ServeError::SocketGroup)?;
     }
     if let Some(path) = listener.created_path() {
         if let Some(warning) = preflight::socket_warning(path) {
@@ -64,10 +105,10 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     // supervisor, a test) must still stop us cleanly and remove the socket.
     let shutdown = fcgi::install_signal_handlers();
     // The local trial listener needs no FastCGI socket.
-    let listener = match &options.http {
-        Some(_) => None,
+    let front = match &options.http {
+        Some(addr) => Front::Http(addr),
         None => match open_listener(options) {
-            Ok(l) => Some(l),
+            Ok(l) => Front::Fcgi(l),
             Err(e) => {
                 log::error!("{e}");
                 eprintln!("syncserver-fcgi: {e}");
@@ -77,8 +118,8 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     };
     let max_body = settings.storage.max_request_bytes as usize;
     let app = Arc::new(built.app);
-    let result = match (listener, &options.http) {
-        (Some(listener), _) => {
+    let result = match front {
+        Front::Fcgi(listener) => {
             log::info!(
                 "serving {} on {} with {} worker(s); database {:?}",
                 settings.public_url.url,
@@ -95,9 +136,9 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
                 ..defaults
             };
             fcgi::serve(listener, Arc::new(FcgiFront(app)), opts, shutdown)
-                .map_err(|e| e.to_string())
+                .map_err(ServeError::Fcgi)
         }
-        (None, Some(addr)) => {
+        Front::Http(addr) => {
             log::warn!(
                 "serving {} over plain HTTP on {addr} for local trials; use nginx or Apache (FastCGI) in production",
                 settings.public_url.url
@@ -110,9 +151,8 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
                 max_body,
                 shutdown,
             )
-            .map_err(|e| e.to_string())
+            .map_err(ServeError::Http)
         }
-        (None, None) => Err("no listener".to_string()),
     };
     match result {
         Ok(()) => {

@@ -101,7 +101,16 @@ impl std::fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Database { cause, .. } => Some(cause),
+            StartError::Secret(e) => Some(e),
+            StartError::Jwks(e) | StartError::JwksFile { cause: e, .. } => Some(e),
+            StartError::JwksFileUnreadable { cause, .. } => Some(cause),
+        }
+    }
+}
 
 impl From<SecretError> for StartError {
     fn from(e: SecretError) -> Self {

@@ -36,6 +36,8 @@ impl std::fmt::Display for JwkError {
     }
 }
 
+impl std::error::Error for JwkError {}
+
 /// Parses `{"keys": [...]}`, a list of keys, or a single key. Keys that are
 /// not RSA make the whole set an error, so a misconfiguration is loud.
 pub fn parse_jwks(text: &str) -> Result<Vec<RsaJwk>, JwkError> {
