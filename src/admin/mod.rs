@@ -205,4 +205,19 @@ mod tests {
         assert_eq!(format_ms(2_100_000_000_000), "2036-07-18 13:20:00");
         assert_eq!(format_secs(951_782_400), "2000-02-29 00:00:00");
     }
+
+    #[test]
+    fn errors_keep_their_cause() {
+        use std::error::Error;
+        let busy = AdminError::from(DbError::Busy);
+        assert!(busy.to_string().starts_with("the database stayed locked"));
+        assert!(busy.source().is_some());
+        let left = AdminError::DataLeft {
+            email: "a@b".into(),
+            cause: Box::new(DbError::Busy.into()),
+        };
+        assert!(left.to_string().contains("(the database stayed locked"));
+        assert!(left.source().is_some());
+        assert!(AdminError::Refused("not deleted".into()).source().is_none());
+    }
 }

@@ -41,6 +41,38 @@ pub enum StorageError {
     Db(DbError),
 }
 
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageError::NotFound => f.write_str("no such storage resource"),
+            StorageError::MethodNotAllowed(allow) => {
+                write!(f, "method not allowed here (allowed: {allow})")
+            }
+            StorageError::Unauthorized(why) => write!(f, "unauthorized: {why}"),
+            StorageError::BadRequest(code, why) => {
+                write!(f, "bad request (Weave code {}): {why}", *code as u8)
+            }
+            StorageError::InvalidBatch => f.write_str("invalid batch"),
+            StorageError::NotAcceptable => f.write_str("no acceptable response format"),
+            StorageError::UnsupportedMediaType(t) => write!(f, "unsupported Content-Type {t:?}"),
+            StorageError::PayloadTooLarge => f.write_str("request body over max_request_bytes"),
+            StorageError::Throttled(secs) => {
+                write!(f, "too many signed requests at once; retry after {secs}s")
+            }
+            StorageError::Db(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Db(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<DbError> for StorageError {
     fn from(e: DbError) -> Self {
         match e {
@@ -54,5 +86,21 @@ impl StorageError {
     /// A 400 with code 1.
     pub fn param(msg: impl Into<String>) -> StorageError {
         StorageError::BadRequest(WeaveCode::Generic, msg.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn display_and_source() {
+        let e = StorageError::BadRequest(WeaveCode::InvalidJson, "not JSON".into());
+        assert_eq!(e.to_string(), "bad request (Weave code 6): not JSON");
+        assert!(e.source().is_none());
+        let e = StorageError::from(DbError::Busy);
+        assert_eq!(e.to_string(), DbError::Busy.to_string());
+        assert!(e.source().is_some());
     }
 }

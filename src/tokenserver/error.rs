@@ -51,6 +51,33 @@ impl TokenserverError {
     }
 }
 
+impl std::fmt::Display for TokenserverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenserverError::UnknownApplication => f.write_str("unknown application"),
+            TokenserverError::UnknownVersion(v) => write!(f, "unknown application version {v:?}"),
+            TokenserverError::MethodNotAllowed => f.write_str("method not allowed (GET, HEAD)"),
+            TokenserverError::InvalidClientStateHeader => f.write_str("invalid X-Client-State"),
+            TokenserverError::Unauthorized { status, why, .. } => write!(f, "{status}: {why}"),
+            TokenserverError::UnsupportedScheme => f.write_str("unsupported Authorization scheme"),
+            TokenserverError::Unavailable(why) => write!(f, "account server unavailable: {why}"),
+            TokenserverError::VerifierBusy => {
+                f.write_str("too many token requests are waiting on the account server")
+            }
+            TokenserverError::Db(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TokenserverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TokenserverError::Db(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<DbError> for TokenserverError {
     fn from(e: DbError) -> Self {
         TokenserverError::Db(e)
