@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use syncserver_fcgi::cli::{self, Command};
-use syncserver_fcgi::{admin, check, serve};
+use syncserver_fcgi::{parse_command_line, run_admin, run_check_config, run_serve, Command, USAGE};
 
 fn main() -> ExitCode {
-    match cli::parse(std::env::args_os().skip(1)) {
+    match parse_command_line(std::env::args_os().skip(1)) {
         Ok(command) => run(command),
         Err(e) => {
-            eprintln!("syncserver-fcgi: {e}\n\n{}", cli::USAGE);
+            eprintln!("syncserver-fcgi: {e}\n\n{}", USAGE);
             ExitCode::from(2)
         }
     }
@@ -27,13 +26,13 @@ fn run(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig { config, as_user } => {
-            check::check_config(config.as_deref(), as_user.as_deref())
+            run_check_config(config.as_deref(), as_user.as_deref())
         }
-        Command::Serve { config, options } => serve::run(config.as_deref(), &options),
+        Command::Serve { config, options } => run_serve(config.as_deref(), &options),
         Command::Admin {
             config,
             command,
             json,
-        } => admin::run(config.as_deref(), &command, json),
+        } => run_admin(config.as_deref(), &command, json),
     }
 }

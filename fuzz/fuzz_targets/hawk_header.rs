@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use syncserver_fcgi::auth::hawk::parse_authorization;
+use syncserver_fcgi::auth::parse_authorization;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_authorization(data);

@@ -1,9 +1,9 @@
 //! The application: routing, the headers every response carries, and the
 //! one place (`errors`) where failures become responses.
 
-pub mod errors;
-pub mod origin;
-pub mod routes;
+mod errors;
+mod origin;
+mod routes;
 
 use std::time::Instant;
 

@@ -13,10 +13,10 @@
 //! Nothing here logs tokens, keys or secrets; `Debug` output of credentials is redacted.
 
 mod expiring;
-pub mod hawk;
-pub mod metrics;
-pub mod replay;
-pub mod tokenlib;
+mod hawk;
+pub(crate) mod metrics;
+pub(crate) mod replay;
+mod tokenlib;
 
 pub use expiring::DEFAULT_MAX_TOKENS;
 pub use hawk::{

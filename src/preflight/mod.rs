@@ -13,4 +13,4 @@ mod users;
 
 pub use database::{database_problems, unreadable_files};
 pub use socket::socket_warning;
-pub use users::{current_user, lookup_group, lookup_user, run_as, User};
+pub use users::{current_user, lookup_group, lookup_user, run_as};

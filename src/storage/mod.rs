@@ -4,13 +4,13 @@
 //! it, validates its parameters and body, calls the database and shapes the
 //! success response. Failures are [`StorageError`]s, mapped to HTTP elsewhere.
 
-pub mod accept;
+mod accept;
 pub mod bso;
 mod collection;
-pub mod error;
+mod error;
 mod info;
 mod item;
-pub mod json;
+mod json;
 pub mod params;
 
 use crate::auth::{Authenticator, HawkError, HawkRequest, VerifiedToken};

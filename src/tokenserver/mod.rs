@@ -7,13 +7,13 @@
 //! for the storage half.
 
 mod browserid;
-pub mod claims;
-pub mod error;
-pub mod jwt;
-pub mod keyid;
-pub mod oauth;
-pub mod outbound;
-pub mod rules;
+mod claims;
+mod error;
+pub(crate) mod jwt;
+mod keyid;
+pub(crate) mod oauth;
+mod outbound;
+pub(crate) mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
