@@ -116,39 +116,27 @@ integrity-checked and self-contained. To restore: stop the server, replace the
 database file with the copy, delete any syncserver.db-wal and -shm files beside
 it, start the server.";
 
-/// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Serve FastCGI.
     Serve {
-        /// `--config`.
         config: Option<PathBuf>,
-        /// Options.
         options: ServeOptions,
     },
     /// Print the effective settings.
     CheckConfig {
-        /// `--config`.
         config: Option<PathBuf>,
         /// `--as-user`: the user to check the database as.
         as_user: Option<String>,
     },
-    /// An operator command.
     Admin {
-        /// `--config`.
         config: Option<PathBuf>,
-        /// Which.
         command: AdminCommand,
-        /// `--json`.
         json: bool,
     },
-    /// Print a help text.
     Help(&'static str),
-    /// Print the version.
     Version,
 }
 
-/// A command-line mistake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliError(String);
 

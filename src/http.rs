@@ -22,7 +22,6 @@ pub struct Request {
     pub scheme: String,
     /// The address of the HTTP client the web server talked to (`REMOTE_ADDR`).
     pub remote_addr: Option<std::net::IpAddr>,
-    /// The request body.
     pub body: Vec<u8>,
     /// The body was larger than we accept; `body` is empty.
     pub body_too_large: bool,
@@ -56,7 +55,6 @@ impl Request {
 /// A response: status, headers in order, body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
-    /// HTTP status code.
     pub status: u16,
     /// Header names and values, in the order they are sent.
     pub headers: Vec<(&'static str, String)>,
@@ -88,7 +86,6 @@ impl Response {
         }
     }
 
-    /// Adds (or replaces) a header.
     pub fn set_header(&mut self, name: &'static str, value: impl Into<String>) {
         let value = value.into();
         if let Some(h) = self

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct RateLimit(AtomicU64);
 
 impl RateLimit {
-    /// Never logged yet.
     pub const fn new() -> Self {
         RateLimit(AtomicU64::new(0))
     }

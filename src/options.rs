@@ -6,18 +6,13 @@ use std::path::PathBuf;
 use crate::admin::PurgeOptions;
 use crate::fcgi::BindAddr;
 
-/// Options of `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
-    /// `--bind`.
     pub bind: Option<BindAddr>,
-    /// `--socket-mode`.
     pub socket_mode: u32,
     /// `--socket-group`, as given (a name or gid, resolved at start-up).
     pub socket_group: Option<String>,
-    /// `--workers`.
     pub workers: usize,
-    /// `--max-connections`.
     pub max_connections: usize,
     /// `--http HOST:PORT`: the local trial listener instead of FastCGI.
     pub http: Option<String>,
@@ -36,23 +31,16 @@ impl Default for ServeOptions {
     }
 }
 
-/// An operator command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminCommand {
-    /// `purge`.
     Purge(PurgeOptions),
-    /// `users list`.
     ListUsers,
-    /// `users delete`.
     DeleteUser {
         /// ACCOUNT or UID.
         target: String,
-        /// `--yes`.
         yes: bool,
     },
-    /// `stats`.
     Stats,
-    /// `backup FILE`.
     Backup(PathBuf),
     /// `secret`: print the secret in effect.
     Secret {

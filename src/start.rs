@@ -57,30 +57,18 @@ pub fn init_logging(settings: &Settings) {
 #[derive(Debug)]
 pub enum StartError {
     /// The database could not be opened or prepared.
-    Database {
-        /// The configured database.
-        uri: DatabaseUri,
-        /// Why.
-        cause: DbError,
-    },
+    Database { uri: DatabaseUri, cause: DbError },
     /// A secret that is not configured could not be generated or stored.
     Secret(SecretError),
     /// `[oauth] jwks` does not parse.
     Jwks(JwkError),
     /// `[oauth] jwks_file` cannot be read.
     JwksFileUnreadable {
-        /// The file.
         path: PathBuf,
-        /// Why.
         cause: std::io::Error,
     },
     /// `[oauth] jwks_file` does not parse.
-    JwksFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        cause: JwkError,
-    },
+    JwksFile { path: PathBuf, cause: JwkError },
 }
 
 impl std::fmt::Display for StartError {
@@ -120,7 +108,6 @@ impl From<SecretError> for StartError {
 
 /// Everything start-up builds before serving.
 pub struct Built {
-    /// The application.
     pub app: App,
     /// Sessions in the pool.
     pub workers: usize,

@@ -18,7 +18,6 @@ use crate::timestamp::now_secs;
 /// How long a batch may stay open (both reference servers).
 const BATCH_LIFETIME: i64 = 7200;
 
-/// Options of `purge`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeOptions {
     /// Seconds past expiry before a record is removed.

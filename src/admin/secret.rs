@@ -14,14 +14,12 @@ pub enum SecretError {
     Generate {
         /// Which secret, for the message.
         what: &'static str,
-        /// Why.
         cause: RandomUnavailable,
     },
     /// The database refused to store it.
     Store {
         /// Which secret, for the message.
         what: &'static str,
-        /// Why.
         cause: DbError,
     },
 }

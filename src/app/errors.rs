@@ -33,7 +33,6 @@ pub enum AppError {
     /// configuration or the client's URL, not a server fault (the Python
     /// server answered 500).
     PublicUrlMismatch {
-        /// The configured public_url.
         expected: String,
         /// What the request looked like.
         actual: String,
@@ -43,14 +42,11 @@ pub enum AppError {
     /// `X-Forwarded-Proto` is not trusted. That much is in a client's hands, so
     /// it must not read as a server fault (500).
     SchemeMismatch {
-        /// The configured public_url.
         expected: String,
         /// What the request looked like.
         actual: String,
     },
-    /// A storage failure.
     Storage(StorageError),
-    /// A tokenserver failure.
     Tokenserver(TokenserverError),
 }
 

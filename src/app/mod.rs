@@ -27,11 +27,8 @@ X-Weave-Next-Offset, X-Weave-Quota-Remaining, Retry-After, X-Weave-Backoff";
 /// Settings of the application layer itself.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// `public_url`.
     pub public_url: PublicUrl,
-    /// `force_wsgi_environ`.
     pub force_wsgi_environ: bool,
-    /// `trusted_proxies`.
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -45,7 +42,6 @@ pub struct App {
 }
 
 impl App {
-    /// Assembles the application.
     pub fn new(config: AppConfig, storage: Storage, tokenserver: Tokenserver) -> App {
         App {
             config,

@@ -7,7 +7,6 @@ use crate::http::percent_decode;
 use crate::storage::bso::{valid_collection, valid_id};
 use crate::storage::{Info, Target};
 
-/// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `/`: "it works!".
@@ -36,7 +35,6 @@ pub enum Route {
         /// What below it.
         target: Target,
     },
-    /// Nothing here.
     NotFound,
 }
 

@@ -23,7 +23,6 @@ pub struct HawkHeader {
     pub id: String,
     /// Client timestamp, seconds since the epoch (canonical decimal as sent).
     pub ts: i64,
-    /// Client nonce.
     pub nonce: String,
     /// Request MAC, standard base64 as sent.
     pub mac: String,
@@ -108,7 +107,6 @@ pub struct HawkRequest<'a> {
     pub port: u16,
     /// `Content-Type` header, if any.
     pub content_type: Option<&'a [u8]>,
-    /// Request body.
     pub body: &'a [u8],
 }
 

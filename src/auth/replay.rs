@@ -66,11 +66,9 @@ impl Default for ReplayLimits {
 pub struct ReplayRequest<'a> {
     /// The token's key ([`token_key`]).
     pub token: &'a [u8; 16],
-    /// The account the token names.
     pub uid: Uid,
     /// The Hawk `ts`, on the client's clock.
     pub ts: i64,
-    /// The Hawk nonce.
     pub nonce: &'a str,
     /// When the token stops being acceptable at all (its expiry plus the grace period); its
     /// clock offset is kept until then.
@@ -343,7 +341,6 @@ impl ReplayGuard {
         }
     }
 
-    /// Number of remembered nonces.
     pub fn nonces(&self) -> usize {
         self.nonces.len()
     }

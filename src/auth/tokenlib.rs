@@ -21,7 +21,6 @@ const SIG_LEN: usize = 32;
 /// The claims carried by a token (only the fields this server uses; others are ignored).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenPayload {
-    /// Storage user id.
     pub uid: Uid,
     /// Node URL the token is valid for (`public_url`).
     pub node: String,
@@ -33,9 +32,7 @@ pub struct TokenPayload {
     pub fxa_uid: Option<String>,
     /// `keys_changed_at`-`client_state` key id.
     pub fxa_kid: Option<String>,
-    /// Metrics hash of the FxA uid.
     pub hashed_fxa_uid: Option<String>,
-    /// Metrics hash of the device id.
     pub hashed_device_id: Option<String>,
 }
 
@@ -68,7 +65,6 @@ impl std::error::Error for TokenError {}
 /// A token whose signature and payload checked out.
 #[derive(Clone, PartialEq)]
 pub struct VerifiedToken {
-    /// The validated claims.
     pub payload: TokenPayload,
     /// The derived Hawk key as its base64url string (the HMAC key is these ASCII bytes).
     pub key: String,

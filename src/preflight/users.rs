@@ -8,11 +8,8 @@ use std::os::fd::FromRawFd;
 /// A user from the password database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    /// Login name.
     pub name: String,
-    /// User id.
     pub uid: u32,
-    /// Primary group id.
     pub gid: u32,
 }
 

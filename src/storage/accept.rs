@@ -3,7 +3,6 @@
 /// The formats a view can render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `application/json`.
     Json,
     /// `application/newlines`: one JSON value per line.
     Newlines,

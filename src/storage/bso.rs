@@ -6,7 +6,6 @@ use crate::db::BsoUpdate;
 
 /// Largest `ttl` kept; larger ones are ignored, as the Python server did.
 pub const MAX_TTL: i64 = 31_536_000;
-/// Sort index bounds.
 pub const MAX_SORTINDEX: i64 = 999_999_999;
 
 /// Why a whole request body is refused (400 with Weave code 8 or 6).

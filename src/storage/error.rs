@@ -15,7 +15,6 @@ pub enum WeaveCode {
     SizeLimit = 17,
 }
 
-/// A storage request's failure.
 #[derive(Debug)]
 pub enum StorageError {
     /// Unknown path (404, body 0).
@@ -37,7 +36,6 @@ pub enum StorageError {
     /// The account sent more signed requests than the replay guard may remember at once
     /// (503 with `Retry-After` in seconds).
     Throttled(u64),
-    /// The database said no.
     Db(DbError),
 }
 

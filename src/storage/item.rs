@@ -8,7 +8,6 @@ use crate::db::BsoUpdate;
 use crate::http::Response;
 use crate::timestamp;
 
-/// GET one record.
 pub fn get(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, StorageError> {
     require_json(ctx)?;
     let bso = ctx
@@ -60,7 +59,6 @@ pub fn put(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, StorageErr
     ))
 }
 
-/// DELETE one record.
 pub fn delete(ctx: &Ctx, collection: &str, id: &str) -> Result<Response, StorageError> {
     require_json(ctx)?;
     let ts = ctx

@@ -11,7 +11,6 @@ pub fn push_str(out: &mut String, s: &str) {
     crate::pyjson::push_str(out, s);
 }
 
-/// A JSON string literal.
 pub fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     push_str(&mut out, s);

@@ -30,11 +30,9 @@ pub use crate::config::StorageLimits as Limits;
 /// Settings the storage half needs.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
-    /// Limits.
     pub limits: Limits,
     /// `quota_size` in bytes.
     pub quota: Option<i64>,
-    /// `batch_upload_enabled`.
     pub batch_enabled: bool,
     /// This server's node URL (`public_url`); tokens must name it.
     pub node: String,
@@ -56,15 +54,10 @@ pub enum Target {
 /// The info views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Info {
-    /// `info/collections`.
     Collections,
-    /// `info/collection_counts`.
     Counts,
-    /// `info/collection_usage`.
     Usage,
-    /// `info/quota`.
     Quota,
-    /// `info/configuration`.
     Configuration,
 }
 
@@ -114,7 +107,6 @@ impl Ctx<'_> {
 }
 
 impl Storage {
-    /// Builds the service.
     pub fn new(config: StorageConfig, auth: Authenticator, pool: Arc<Pool>) -> Storage {
         Storage { config, auth, pool }
     }

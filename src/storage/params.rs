@@ -135,7 +135,6 @@ pub fn format_offset(o: Offset) -> String {
 /// What the `batch` and `commit` parameters of a POST ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchMode {
-    /// A plain POST.
     None,
     /// `batch=true`: open a new batch (`commit` closes it at once).
     Start {
@@ -144,7 +143,6 @@ pub enum BatchMode {
     },
     /// `batch=<id>`: add to an open batch.
     Continue {
-        /// The batch id.
         id: i64,
         /// `commit=true` too.
         commit: bool,
@@ -160,7 +158,6 @@ pub enum BatchParamError {
     CommitWithoutBatch,
 }
 
-/// Reads `batch` and `commit`.
 pub fn batch_mode(pairs: &[(String, String)], enabled: bool) -> Result<BatchMode, BatchParamError> {
     let commit = match last(pairs, "commit") {
         None => false,

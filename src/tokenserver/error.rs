@@ -18,11 +18,8 @@ pub enum TokenserverError {
     Unauthorized {
         /// `status`, e.g. `invalid-credentials`.
         status: &'static str,
-        /// `location`.
         location: &'static str,
-        /// `name`.
         name: &'static str,
-        /// `description`.
         description: &'static str,
         /// Why, for the log only.
         why: String,
@@ -34,7 +31,6 @@ pub enum TokenserverError {
     /// Too many token requests are waiting on the account server already
     /// (503, so they cannot hold every connection thread).
     VerifierBusy,
-    /// The database failed.
     Db(DbError),
 }
 

@@ -12,7 +12,6 @@ use serde_json::{Map, Value};
 /// An RSA public key from a JWK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsaJwk {
-    /// `kid`, when given.
     pub kid: Option<String>,
     n: Vec<u8>,
     e: Vec<u8>,
@@ -89,7 +88,6 @@ pub enum JwtError {
 /// A JWT whose signature verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedJwt {
-    /// The claims object.
     pub claims: Map<String, Value>,
 }
 

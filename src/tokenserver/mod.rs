@@ -30,7 +30,6 @@ use oauth::{OAuthConfig, OAuthError, OAuthVerifier, OLDSYNC_SCOPE};
 use outbound::Gate;
 use rules::{Admission, Claims, Refusal};
 
-/// Settings of the tokenserver half.
 #[derive(Debug, Clone)]
 pub struct TokenserverConfig {
     /// The node URL written into tokens (`[tokenserver] node_url`, default public_url).
@@ -51,7 +50,6 @@ pub struct TokenserverConfig {
     pub browserid_verifier: Option<String>,
     /// BrowserID audience (public_url's origin).
     pub audience: String,
-    /// The account server.
     pub oauth: OAuthConfig,
 }
 

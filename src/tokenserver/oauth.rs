@@ -36,13 +36,11 @@ pub struct OAuthConfig {
     pub identity_provider: Option<String>,
     /// Keys from the configuration; when set, no keys are fetched.
     pub jwks: Vec<RsaJwk>,
-    /// Network timeout.
     pub timeout: Duration,
     /// `[oauth] default_issuer`: the domain of stored emails.
     pub default_issuer: Option<String>,
 }
 
-/// A verified access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
     /// The account uid (`sub`).

@@ -86,7 +86,6 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// The gate was full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateFull;
 
@@ -100,7 +99,6 @@ pub struct Turn<'a> {
 }
 
 impl<'a> Turn<'a> {
-    /// No permit yet.
     pub fn new(gate: &'a Gate) -> Turn<'a> {
         Turn { gate, permit: None }
     }

@@ -17,23 +17,17 @@ pub struct Claims {
     pub client_state: String,
 }
 
-/// Who may use the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
-    /// `allow_new_users`.
     pub allow_new_users: bool,
-    /// `max_users`.
     pub max_users: Option<u64>,
 }
 
 /// Why a request is refused; each maps to a 401 status string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// `new-users-disabled`.
     NewUsersDisabled,
-    /// `invalid-generation`.
     InvalidGeneration,
-    /// `invalid-keysChangedAt`.
     InvalidKeysChangedAt,
     /// `invalid-client-state`, with the description's tail.
     InvalidClientState(&'static str),

@@ -83,7 +83,6 @@ impl Endpoint {
 /// What a client needs to talk to one user's storage.
 #[derive(Debug, Clone)]
 pub struct Creds {
-    /// Storage user id.
     pub uid: u64,
     /// The token (Hawk id).
     pub token: String,

@@ -56,15 +56,12 @@ impl Sample {
 /// Latency percentiles of the successful requests, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
-    /// Median.
     pub p50: f64,
     /// 90th percentile.
     pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
-    /// Slowest.
     pub max: f64,
-    /// Arithmetic mean.
     pub mean: f64,
 }
 

@@ -13,7 +13,6 @@ pub const PAGE: usize = 100;
 /// The collection the read workloads page through (`--seed` fills it).
 pub const READ_COLLECTION: &str = "history";
 
-/// One kind of traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     /// Unauthenticated GET of the base URL (the hello-world ceiling).
@@ -48,7 +47,6 @@ pub const ALL: [Workload; 8] = [
 ];
 
 impl Workload {
-    /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Workload::Plain => "plain",
