@@ -186,7 +186,7 @@ impl<'a> Params<'a> {
 
 /// Parse an `Authorization` value: scheme exactly `Hawk`, then `k=v` / `k="v"` pairs separated
 /// by commas. Unknown attributes are ignored; `app`/`dlg` (unsupported), duplicates, control
-/// characters and values over [`MAX_HEADER_LEN`] are errors. `id`, `ts`, `nonce`, `mac` are
+/// characters and values over `MAX_HEADER_LEN` are errors. `id`, `ts`, `nonce`, `mac` are
 /// required and `ts` must be a plain decimal integer.
 pub fn parse_authorization(value: &[u8]) -> Result<HawkHeader, HawkError> {
     if value.len() > MAX_HEADER_LEN {

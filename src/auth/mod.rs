@@ -1,14 +1,14 @@
 //! Authentication of Sync requests.
 //!
-//! - [`tokenlib`]: the tokens the token endpoint issues ([`mint`]) and the storage side checks
+//! - `tokenlib`: the tokens the token endpoint issues ([`mint`]) and the storage side checks
 //!   ([`parse`]), byte-compatible with Python `tokenlib` so tokens survive a cut-over.
-//! - [`hawk`]: the Hawk `Authorization` header every storage request carries: parsing, MAC and
+//! - `hawk`: the Hawk `Authorization` header every storage request carries: parsing, MAC and
 //!   payload-hash checks, and [`client_header`] for tests and load tools.
 //! - [`Authenticator`]: what a storage handler calls once per request; it ties the two together
 //!   with a token cache, the expired-token grace period, an optional clock window and replay
 //!   protection. The caller still has to check `payload.node` against this server's node URL
 //!   and `payload.uid` against the URL's uid (spec §6 steps 4 and 8).
-//! - [`metrics`]: `hashed_fxa_uid` / `hashed_device_id` for the token endpoint.
+//! - `metrics`: `hashed_fxa_uid` / `hashed_device_id` for the token endpoint.
 //!
 //! Nothing here logs tokens, keys or secrets; `Debug` output of credentials is redacted.
 

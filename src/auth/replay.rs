@@ -64,7 +64,7 @@ impl Default for ReplayLimits {
 /// One signed request as the replay guard sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayRequest<'a> {
-    /// The token's key ([`token_key`]).
+    /// The token's key (`token_key`).
     pub token: &'a [u8; 16],
     pub uid: Uid,
     /// The Hawk `ts`, on the client's clock.
@@ -94,7 +94,7 @@ impl<'a> ReplayRequest<'a> {
     }
 }
 
-/// A nonce [`ReplayGuard::check`] accepted: its key, and when it may be forgotten.
+/// A nonce `ReplayGuard::check` accepted: its key, and when it may be forgotten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     /// The `(token, nonce)` key ([`nonce_key`]).
@@ -105,9 +105,9 @@ pub struct Accepted {
 
 /// Where the replay state lives: in the process ([`MemoryReplay`]) when one process serves
 /// every request, or in a store shared by every process (under mod_fcgid) so that a request
-/// accepted by one process is a replay for all. Both apply the rules of [`ReplayGuard`].
+/// accepted by one process is a replay for all. Both apply the rules of `ReplayGuard`.
 pub trait ReplayStore: Send + Sync {
-    /// Accepts the request at `now` (seconds) or says why not; see [`ReplayGuard::check`].
+    /// Accepts the request at `now` (seconds) or says why not; see `ReplayGuard::check`.
     fn check(&self, req: &ReplayRequest<'_>, now: i64) -> Result<(), ReplayError>;
     /// Number of remembered nonces (for tests and stats).
     fn nonces(&self) -> usize;
