@@ -57,18 +57,30 @@ pub fn init_logging(settings: &Settings) {
 #[derive(Debug)]
 pub enum StartError {
     /// The database could not be opened or prepared.
-    Database { uri: DatabaseUri, cause: DbError },
+    Database {
+        /// The configured database.
+        uri: DatabaseUri,
+        /// Why.
+        cause: DbError,
+    },
     /// A secret that is not configured could not be generated or stored.
     Secret(SecretError),
     /// `[oauth] jwks` does not parse.
     Jwks(JwkError),
     /// `[oauth] jwks_file` cannot be read.
     JwksFileUnreadable {
+        /// The file.
         path: PathBuf,
+        /// Why.
         cause: std::io::Error,
     },
     /// `[oauth] jwks_file` does not parse.
-    JwksFile { path: PathBuf, cause: JwkError },
+    JwksFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: JwkError,
+    },
 }
 
 impl std::fmt::Display for StartError {
