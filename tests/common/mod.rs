@@ -350,7 +350,14 @@ impl Server {
     /// SQLite (use [`Server::db_path`]) or for a database the test's ini named itself.
     #[track_caller]
     pub fn sql(&self, statement: &str) -> String {
-        with_database(&self.dir.0, |db| db.sql(statement)).unwrap_or_else(|| {
+        self.try_sql(statement)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// [`Server::sql`], returning the client's error message instead of panicking on one.
+    #[track_caller]
+    pub fn try_sql(&self, statement: &str) -> Result<String, String> {
+        with_database(&self.dir.0, |db| db.try_sql(statement)).unwrap_or_else(|| {
             panic!(
                 "Server::sql: no test-managed server database ({} engine)",
                 self.engine.name()
