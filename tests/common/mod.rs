@@ -12,7 +12,7 @@ pub mod webservers;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engines::{Engine, TestDatabase};
@@ -55,7 +55,7 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
         // The server database that went with the directory (see `Server::start_in`) goes too.
-        let gone: Vec<TestDatabase> = {
+        let gone: Vec<Arc<TestDatabase>> = {
             let mut dbs = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
             let (gone, kept) = std::mem::take(&mut *dbs)
                 .into_iter()
@@ -71,7 +71,7 @@ impl Drop for TempDir {
 /// the temp dir they belong to: like the SQLite file inside it, a database outlives a
 /// stopped server (`Server::stop` hands back the dir, `Server::start_in` finds it again) and
 /// is dropped with the dir, which is after the server process was killed.
-static DATABASES: Mutex<Vec<(PathBuf, TestDatabase)>> = Mutex::new(Vec::new());
+static DATABASES: Mutex<Vec<(PathBuf, Arc<TestDatabase>)>> = Mutex::new(Vec::new());
 
 /// The URI of `dir`'s database on `engine`'s server, created on first use.
 fn database_uri_for(dir: &Path, engine: Engine) -> String {
@@ -95,14 +95,19 @@ fn database_uri_for(dir: &Path, engine: Engine) -> String {
     });
     let db = TestDatabase::create_on(&server, "server");
     let uri = db.uri.clone();
-    dbs.push((dir.to_path_buf(), db));
+    dbs.push((dir.to_path_buf(), Arc::new(db)));
     uri
 }
 
-/// Runs `f` on `dir`'s server database, if it has one.
+/// Runs `f` on `dir`'s server database, if it has one (outside the registry's lock).
 fn with_database<T>(dir: &Path, f: impl FnOnce(&TestDatabase) -> T) -> Option<T> {
-    let dbs = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
-    dbs.iter().find(|(d, _)| d == dir).map(|(_, db)| f(db))
+    let db = {
+        let dbs = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+        dbs.iter()
+            .find(|(d, _)| d == dir)
+            .map(|(_, db)| Arc::clone(db))
+    };
+    db.map(|db| f(&db))
 }
 
 /// The `sqluri` an ini text sets itself (the first `sqluri = ...` line in any section).
