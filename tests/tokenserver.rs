@@ -1,10 +1,12 @@
 //! The tokenserver end to end: the real binary, a local stand-in for the
 //! account server (tests/common/fxa.rs), OAuth JWTs signed with the fixture
-//! keys, and the `users` table read back with rusqlite.
+//! keys, and the `users` table read back with rusqlite (on MySQL/PostgreSQL, with
+//! `SYNCSERVER_TEST_ENGINE`, through their command-line clients).
 //! Verifier failures and hostile tokens are in tests/tokenserver_oauth.rs.
 
 mod common;
 
+use common::engines::Engine;
 use common::fcgi_client::CgiResponse;
 use common::fxa::{self, FakeFxa, TestKey};
 use common::{hdr, json, Server, ServerSpec, User, PUBLIC_URL};
@@ -62,6 +64,30 @@ impl<'k> Account<'k> {
 type Row = (i64, i64, String, Option<i64>, bool);
 
 fn rows(server: &Server, email: &str) -> Vec<Row> {
+    if server.engine() != Engine::Sqlite {
+        // The same query through the engine's command-line client (tab-separated rows).
+        let out = server.sql(&format!(
+            "SELECT uid, generation, client_state, keys_changed_at, \
+             CASE WHEN replaced_at IS NULL THEN 0 ELSE 1 END \
+             FROM users WHERE email = '{}' AND service = 'sync-1.5' ORDER BY uid",
+            email.replace('\'', "''")
+        ));
+        return out
+            .lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                assert_eq!(f.len(), 5, "{line:?}");
+                let int = |s: &str| s.parse::<i64>().unwrap_or_else(|_| panic!("{line:?}"));
+                (
+                    int(f[0]),
+                    int(f[1]),
+                    f[2].to_string(),
+                    (f[3] != "NULL").then(|| int(f[3])),
+                    f[4] == "1",
+                )
+            })
+            .collect();
+    }
     let db = rusqlite::Connection::open(server.db_path()).expect("open db");
     let mut st = db
         .prepare(
@@ -78,6 +104,12 @@ fn rows(server: &Server, email: &str) -> Vec<Row> {
 }
 
 fn all_users(server: &Server) -> i64 {
+    if server.engine() != Engine::Sqlite {
+        // As below: no users table yet counts as none.
+        return server
+            .try_sql("SELECT COUNT(*) FROM users")
+            .map_or(0, |out| out.trim().parse().expect("count"));
+    }
     let db = rusqlite::Connection::open(server.db_path()).expect("open db");
     db.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
         .unwrap_or(0)

@@ -4,6 +4,7 @@
 
 pub mod client_auth;
 pub mod commands;
+pub mod engines;
 pub mod fcgi_client;
 pub mod fxa;
 pub mod webservers;
@@ -11,8 +12,10 @@ pub mod webservers;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use engines::{Engine, TestDatabase};
 use fcgi_client::{CgiResponse, FcgiClient};
 
 /// The binary under test.
@@ -51,7 +54,76 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The server database that went with the directory (see `Server::start_in`) goes too.
+        let gone: Vec<Arc<TestDatabase>> = {
+            let mut dbs = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+            let (gone, kept) = std::mem::take(&mut *dbs)
+                .into_iter()
+                .partition(|(dir, _)| *dir == self.0);
+            *dbs = kept;
+            gone.into_iter().map(|(_, db)| db).collect()
+        };
+        drop(gone);
     }
+}
+
+/// The MySQL/PostgreSQL databases of servers started with `SYNCSERVER_TEST_ENGINE` set, by
+/// the temp dir they belong to: like the SQLite file inside it, a database outlives a
+/// stopped server (`Server::stop` hands back the dir, `Server::start_in` finds it again) and
+/// is dropped with the dir, which is after the server process was killed.
+static DATABASES: Mutex<Vec<(PathBuf, Arc<TestDatabase>)>> = Mutex::new(Vec::new());
+
+/// The URI of `dir`'s database on `engine`'s server, created on first use.
+fn database_uri_for(dir: &Path, engine: Engine) -> String {
+    let mut dbs = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, db)) = dbs.iter().find(|(d, _)| d == dir) {
+        assert_eq!(
+            db.engine,
+            engine,
+            "{} already has a database",
+            dir.display()
+        );
+        return db.uri.clone();
+    }
+    let server = engines::server_uri(engine).unwrap_or_else(|| {
+        panic!(
+            "SYNCSERVER_TEST_ENGINE={} but {} is not set: start the servers with \
+             scripts/engines (scripts/test does) and export its env file",
+            engine.name(),
+            engine.env_var().unwrap_or_default()
+        )
+    });
+    let db = TestDatabase::create_on(&server, "server");
+    let uri = db.uri.clone();
+    dbs.push((dir.to_path_buf(), Arc::new(db)));
+    uri
+}
+
+/// Runs `f` on `dir`'s server database, if it has one (outside the registry's lock).
+fn with_database<T>(dir: &Path, f: impl FnOnce(&TestDatabase) -> T) -> Option<T> {
+    let db = {
+        let dbs = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+        dbs.iter()
+            .find(|(d, _)| d == dir)
+            .map(|(_, db)| Arc::clone(db))
+    };
+    db.map(|db| f(&db))
+}
+
+/// The `sqluri` an ini text sets itself (the first `sqluri = ...` line in any section).
+fn explicit_sqluri(ini: &str) -> Option<String> {
+    ini.lines().find_map(|line| {
+        let rest = line.trim_start().strip_prefix("sqluri")?.trim_start();
+        let value = rest.strip_prefix('=').or_else(|| rest.strip_prefix(':'))?;
+        Some(value.trim().to_string())
+    })
+}
+
+/// The engine of a server whose ini is `ini`: the one its own `sqluri` names, else SQLite.
+fn engine_of_ini(ini: &str) -> Engine {
+    explicit_sqluri(ini)
+        .and_then(|uri| Engine::of_uri(&uri))
+        .unwrap_or(Engine::Sqlite)
 }
 
 /// Seconds since the epoch.
@@ -84,6 +156,8 @@ pub struct Server {
     pub public_url: String,
     /// Its token secret.
     pub secret: String,
+    /// The database engine it stores its data in.
+    engine: Engine,
 }
 
 /// How to start a server.
@@ -131,19 +205,31 @@ impl Server {
     }
 
     /// Starts a server in `dir` (which may already hold a database `syncserver.db`).
+    ///
+    /// Its database is the SQLite default (`syncserver.db` in `dir`) unless `extra_ini` sets a
+    /// `sqluri` itself, or `SYNCSERVER_TEST_ENGINE` names a server engine (`mysql`,
+    /// `postgresql`): then `sqluri` is a fresh database on that server (see
+    /// [`engines::TestDatabase`]), which belongs to `dir` as the SQLite file would.
     pub fn start_in(dir: TempDir, spec: ServerSpec) -> Server {
         let ini = dir.join("syncserver.ini");
         let mut text = format!("[syncserver]\npublic_url = {}\n", spec.public_url);
         if spec.with_secret {
             text.push_str(&format!("secret = {SECRET}\n"));
         }
+        let engine = match explicit_sqluri(&spec.extra_ini) {
+            Some(uri) => Engine::of_uri(&uri).unwrap_or(Engine::Sqlite),
+            None => engines::test_engine(),
+        };
+        if engine != Engine::Sqlite && explicit_sqluri(&spec.extra_ini).is_none() {
+            text.push_str(&format!("sqluri = {}\n", database_uri_for(&dir.0, engine)));
+        }
         text.push_str(&spec.extra_ini);
         text.push('\n');
         std::fs::write(&ini, text).expect("write ini");
-        Server::start_with_ini(dir, &ini, &spec)
+        Server::start_with_ini(dir, &ini, &spec, engine)
     }
 
-    fn start_with_ini(dir: TempDir, ini: &Path, spec: &ServerSpec) -> Server {
+    fn start_with_ini(dir: TempDir, ini: &Path, spec: &ServerSpec, engine: Engine) -> Server {
         let socket = dir.join("sync.sock");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
         let mut cmd = Command::new(BIN);
@@ -170,6 +256,7 @@ impl Server {
             socket,
             public_url: spec.public_url.clone(),
             secret: SECRET.into(),
+            engine,
         };
         server.wait_ready();
         server
@@ -179,6 +266,8 @@ impl Server {
     /// (`socket_name` in `dir`, created here) on stdin. Several such servers may share `dir`'s
     /// database; the caller keeps `dir` alive and the returned server does not own it.
     pub fn start_inherited(dir: &Path, socket_name: &str, workers: usize) -> Server {
+        let engine =
+            engine_of_ini(&std::fs::read_to_string(dir.join("syncserver.ini")).unwrap_or_default());
         let socket = dir.join(socket_name);
         let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind socket");
         let log = std::fs::File::create(dir.join(format!("{socket_name}.log"))).expect("log");
@@ -202,6 +291,7 @@ impl Server {
             socket,
             public_url: PUBLIC_URL.into(),
             secret: SECRET.into(),
+            engine,
         };
         server.wait_ready();
         server
@@ -236,9 +326,48 @@ impl Server {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    /// The database file.
+    /// The database file. Panics unless the server runs on SQLite: a test that opens the
+    /// file directly cannot run with `SYNCSERVER_TEST_ENGINE=mysql` or `postgresql`.
+    #[track_caller]
     pub fn db_path(&self) -> PathBuf {
+        assert!(
+            self.engine == Engine::Sqlite,
+            "db_path(): this server stores its data in {} (SYNCSERVER_TEST_ENGINE), not in a \
+             SQLite file; this test reads the file directly and cannot run on that engine \
+             (Server::sql runs SQL on any server engine)",
+            self.engine.name()
+        );
         self.dir.join("syncserver.db")
+    }
+
+    /// The database engine the server stores its data in.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The URI of its MySQL/PostgreSQL database (`None` on SQLite, or for a database the
+    /// test's ini named itself).
+    pub fn database_uri(&self) -> Option<String> {
+        with_database(&self.dir.0, |db| db.uri.clone())
+    }
+
+    /// Runs SQL in its MySQL/PostgreSQL database ([`engines::TestDatabase::sql`]); panics on
+    /// SQLite (use [`Server::db_path`]) or for a database the test's ini named itself.
+    #[track_caller]
+    pub fn sql(&self, statement: &str) -> String {
+        self.try_sql(statement)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// [`Server::sql`], returning the client's error message instead of panicking on one.
+    #[track_caller]
+    pub fn try_sql(&self, statement: &str) -> Result<String, String> {
+        with_database(&self.dir.0, |db| db.try_sql(statement)).unwrap_or_else(|| {
+            panic!(
+                "Server::sql: no test-managed server database ({} engine)",
+                self.engine.name()
+            )
+        })
     }
 
     /// The server process id (None once stopped).
@@ -668,6 +797,10 @@ pub enum Prereq {
     Python,
     /// systemd-analyze and systemd-socket-activate.
     Systemd,
+    /// A private MariaDB/MySQL server (`SYNCSERVER_TEST_MYSQL`, from scripts/engines).
+    Mysql,
+    /// A private PostgreSQL server (`SYNCSERVER_TEST_POSTGRESQL`, from scripts/engines).
+    Postgresql,
 }
 
 impl Prereq {
@@ -679,6 +812,8 @@ impl Prereq {
             Prereq::Root => "root",
             Prereq::Python => "python",
             Prereq::Systemd => "systemd",
+            Prereq::Mysql => "mysql",
+            Prereq::Postgresql => "postgresql",
         }
     }
 
@@ -690,6 +825,9 @@ impl Prereq {
             Prereq::Root => "run the tests as root (CI does: .ci/run)",
             Prereq::Python => "run scripts/test, which creates .venv with the pinned packages",
             Prereq::Systemd => "sudo apt-get install systemd",
+            Prereq::Mysql | Prereq::Postgresql => {
+                "scripts/test starts them; needs sudo apt-get install mariadb-server postgresql"
+            }
         }
     }
 }
@@ -702,7 +840,7 @@ pub fn is_root() -> bool {
 
 /// A test whose prerequisite is missing: a failure saying how to install it, unless the
 /// comma-separated `SYNCSERVER_TEST_ALLOW_SKIP` names it (`nginx`, `apache`, `root`,
-/// `python`, `systemd`) or is `all`. An allowed skip writes `SKIP <test>: <why>` straight to
+/// `python`, `systemd`, `mysql`, `postgresql`) or is `all`. An allowed skip writes `SKIP <test>: <why>` straight to
 /// the process's stderr (libtest captures what passing tests print, and has no "skipped"
 /// status: the test still shows `ok`) and appends the same line to the file named by
 /// `SYNCSERVER_TEST_SKIP_REPORT`, from which scripts/test prints its closing `skipped:` line.
