@@ -80,7 +80,7 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     let result = match (listener, &options.http) {
         (Some(listener), _) => {
             log::info!(
-                "serving {} on {} with {} worker(s); database {:?}",
+                "serving {} on {} with {} worker(s); database {}",
                 settings.public_url.url,
                 listener.describe(),
                 built.workers,

@@ -17,7 +17,8 @@ pub mod users;
 use crate::timestamp::Ms;
 
 pub use open::{
-    open, open_admin, side_files, AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
+    not_built_in, open, open_admin, side_files, AdminAccess, AdminOpenError, Opened,
+    SharedReplayOpener,
 };
 pub use pool::{Pool, PooledDb};
 pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};
