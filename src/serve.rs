@@ -121,7 +121,7 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     let result = match front {
         Front::Fcgi(listener) => {
             log::info!(
-                "serving {} on {} with {} worker(s); database {:?}",
+                "serving {} on {} with {} worker(s); database {}",
                 settings.public_url.url,
                 listener.describe(),
                 built.workers,

@@ -58,8 +58,8 @@ pub fn init_logging(settings: &Settings) {
 pub enum StartError {
     /// The database could not be opened or prepared.
     Database {
-        /// The configured database.
-        uri: DatabaseUri,
+        /// The configured database (boxed: keeps the error small).
+        uri: Box<DatabaseUri>,
         /// Why.
         cause: DbError,
     },
@@ -87,7 +87,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Database { uri, cause } => {
-                write!(f, "cannot open the database {uri:?}: {cause}")
+                write!(f, "cannot open the database {uri}: {cause}")
             }
             StartError::Secret(e) => e.fmt(f),
             StartError::Jwks(e) => write!(f, "[oauth] jwks: {e}"),
@@ -135,7 +135,7 @@ pub fn build(
 ) -> Result<Built, StartError> {
     let mut opened =
         db::open(&settings.database, workers).map_err(|cause| StartError::Database {
-            uri: settings.database.clone(),
+            uri: Box::new(settings.database.clone()),
             cause,
         })?;
     for change in &opened.changes {

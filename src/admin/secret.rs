@@ -84,6 +84,9 @@ pub fn secret(settings: &Settings, metrics: bool) -> Result<String, AdminError> 
                 "no secret in the configuration and sqluri is :memory:, so each server process generates its own; set secret in the configuration".into(),
             ))
         }
+        other @ (DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_)) => {
+            return Err(AdminError(db::not_built_in(other)))
+        }
     };
     let existed = path.exists();
     let mut db = db::open_admin(&settings.database, AdminAccess::Create).map_err(|cause| {

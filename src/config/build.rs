@@ -142,7 +142,7 @@ fn database(ctx: &mut Ctx<'_>) -> Result<DatabaseUri, ConfigError> {
     let backend = ctx.single("storage", "backend")?;
     if let Some((b, origin)) = &backend {
         if b != SQL_STORAGE {
-            let msg = format!("{origin} = {b} is ignored: data is always kept in SQLite");
+            let msg = format!("{origin} = {b} is ignored: sqluri alone chooses the database");
             ctx.note(NoteLevel::Warning, msg);
         }
     }
@@ -189,6 +189,9 @@ fn resolve_sqluri(
     origin: &Origin,
 ) -> Result<DatabaseUri, ConfigError> {
     let parsed = parse_sqluri(uri, &ctx.base_dir, origin)?;
+    for (level, note) in &parsed.notes {
+        ctx.note(*level, format!("{origin}: {note}"));
+    }
     if let Some(q) = &parsed.ignored_query {
         ctx.note(
             NoteLevel::Info,
@@ -229,13 +232,11 @@ fn ignored_sqluri(ctx: &mut Ctx<'_>, section: &str, db: &DatabaseUri) -> Result<
     let Some((uri, origin)) = ctx.single(section, "sqluri")? else {
         return Ok(());
     };
-    let same = parse_sqluri(&uri, &ctx.base_dir, &origin)
-        .map(|p| p.db)
-        .ok()
-        == Some(db.clone());
+    let same = parse_sqluri(&uri, &ctx.base_dir, &origin).is_ok_and(|p| p.db.same_database(db));
     let used = match db {
         DatabaseUri::Sqlite(p) => p.display().to_string(),
         DatabaseUri::Memory => "in memory".to_string(),
+        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => db.to_string(),
     };
     if !same {
         let msg = format!(

@@ -92,7 +92,7 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `sqluri` names a database other than SQLite.
+    /// `sqluri` names a database engine (or driver) we do not read.
     UnsupportedDatabase {
         /// Where it was set (boxed: keeps the error small).
         origin: Box<Origin>,
@@ -149,8 +149,11 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::UnsupportedDatabase { origin, uri } => write!(
                 f,
-                "{origin} = `{uri}` names a database this server does not support: only SQLite files are supported for now \
-                 (sqluri = sqlite:////absolute/path/syncserver.db); MySQL and PostgreSQL backends may come later"
+                "{origin} = `{uri}` names a database this server does not support: use SQLite \
+                 (sqlite:////absolute/path/syncserver.db), MySQL/MariaDB ({}://user:password@host/database) \
+                 or PostgreSQL ({}://user:password@host/database)",
+                super::MYSQL_SCHEMES.join("://, "),
+                super::POSTGRES_SCHEMES.join("://, ")
             ),
             ConfigError::EmptySecret { origin } => write!(
                 f,

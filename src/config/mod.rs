@@ -22,6 +22,7 @@
 //! - `token_duration` defaults to 3600 s as Mozilla's current server does (Python: 300 s).
 
 mod build;
+mod dburi;
 mod error;
 pub mod ini;
 mod interp;
@@ -34,6 +35,11 @@ mod url;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use dburi::{
+    EngineOptions, MysqlCharset, MysqlOptions, Password, PgSslMode, PostgresOptions, ServerHost,
+    ServerUri, MYSQL_DEFAULT_PORT, MYSQL_SCHEMES, POSTGRES_DEFAULT_PORT,
+    POSTGRES_DEFAULT_SOCKET_DIR, POSTGRES_SCHEMES,
+};
 pub use error::{ConfigError, Origin};
 pub use ini::{Ini, IniError, IniErrorKind, Value};
 pub use proxies::TrustedProxies;

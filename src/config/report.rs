@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{mask, DatabaseUri, NoteLevel, Settings};
+use super::{mask, DatabaseUri, NoteLevel, ServerHost, ServerUri, Settings};
 
 /// Renders the effective settings for a human; never prints a secret.
 pub fn report(s: &Settings) -> String {
@@ -35,8 +35,12 @@ pub fn report(s: &Settings) -> String {
     let db = match &s.database {
         DatabaseUri::Sqlite(p) => format!("SQLite file {}", p.display()),
         DatabaseUri::Memory => "in memory (lost on restart; single worker only)".to_string(),
+        DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u) => server(s.database.engine_name(), u),
     };
     line("database", &db);
+    if let DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u) = &s.database {
+        line("  sqluri", &u.to_string());
+    }
     line("secret", &secrets(&s.secrets));
     line(
         "metrics secret",
@@ -138,4 +142,26 @@ fn secrets(list: &[String]) -> String {
             format!("{} (the last one signs)", shown.join(", "))
         }
     }
+}
+
+/// `MySQL/MariaDB database `syncdb` on 127.0.0.1 port 3306, user sync (password set)`.
+fn server(engine: &str, u: &ServerUri) -> String {
+    let place = match &u.host {
+        ServerHost::Tcp { host, .. } => format!(
+            "{host} port {}{}",
+            u.port().map_or_else(String::new, |p| p.to_string()),
+            match &u.host {
+                ServerHost::Tcp { port: None, .. } => " (default)",
+                _ => "",
+            }
+        ),
+        ServerHost::Unix(p) => format!("Unix socket {}", p.display()),
+    };
+    let user = match (&u.user, &u.password) {
+        (Some(user), Some(_)) => format!("user {user} (password set)"),
+        (Some(user), None) => format!("user {user} (no password)"),
+        (None, Some(_)) => "the default user (password set)".to_string(),
+        (None, None) => "the default user (no password)".to_string(),
+    };
+    format!("{engine} database `{}` on {place}, {user}", u.database)
 }

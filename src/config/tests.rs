@@ -394,13 +394,13 @@ fn relative_sqluri_warns_when_python_database_is_elsewhere() {
 #[test]
 fn unsupported_database_message() {
     let e = err(
-        &format!("{MIN}sqluri = pymysql://sync:pw123@127.0.0.1/syncstorage\n"),
+        &format!("{MIN}sqluri = mysql+aiomysql://sync:pw123@127.0.0.1/syncstorage\n"),
         &[],
     );
     let msg = e.to_string();
     assert!(matches!(e, ConfigError::UnsupportedDatabase { .. }));
     assert!(
-        msg.contains("only SQLite") && msg.contains("MySQL") && !msg.contains("pw123"),
+        msg.contains("SQLite") && msg.contains("pymysql://") && !msg.contains("pw123"),
         "{msg}"
     );
     assert!(msg.contains("syncserver.ini:3"), "{msg}");
@@ -626,4 +626,70 @@ fn missing_public_url_names_the_misspelt_key() {
     // Nothing close: the plain message.
     let e = err("[syncserver]\nsecret = abc\n", &[]).to_string();
     assert!(!e.contains("did you mean"), "{e}");
+}
+
+#[test]
+fn server_sqluri_in_settings_report_and_notes() {
+    let text = format!(
+        "{MIN}sqluri = pymysql://sync:s3cr3tpw@127.0.0.1/syncstorage?charset=utf8&use_unicode=0&frob=1\n[tokenserver]\nsqluri = pymysql://sync:s3cr3tpw@127.0.0.1:3306/syncstorage\n"
+    );
+    let (s, _) = ok(&text, &[]);
+    let DatabaseUri::Mysql(u) = &s.database else {
+        panic!("{:?}", s.database)
+    };
+    assert_eq!(u.database, "syncstorage");
+    assert_eq!(u.password.as_ref().map(Password::expose), Some("s3cr3tpw"));
+    assert!(has_note(&s, NoteLevel::Info, "`use_unicode=0`"));
+    assert!(has_note(&s, NoteLevel::Info, "`frob`"));
+    // The same database: no warning about [tokenserver] sqluri.
+    assert!(
+        !has_note(&s, NoteLevel::Warning, "[tokenserver] sqluri"),
+        "{:?}",
+        s.notes
+    );
+    let r = report(&s);
+    assert!(
+        r.contains("MySQL/MariaDB database `syncstorage` on 127.0.0.1 port 3306 (default), user sync (password set)"),
+        "{r}"
+    );
+    assert!(
+        r.contains("pymysql://sync:***@127.0.0.1/syncstorage?charset=utf8mb3&use_unicode=0"),
+        "{r}"
+    );
+    let shown = format!(
+        "{r}\n{s:?}\n{}\n{:?}\n{:?}",
+        s.database, s.database, s.notes
+    );
+    assert!(!shown.contains("s3cr3tpw"), "{shown}");
+
+    let text = format!(
+        "{MIN}sqluri = postgresql://sync:s3cr3tpw@%2Frun%2Fpostgresql/sync\n[storage]\nsqluri = postgresql://sync:s3cr3tpw@db/other\n"
+    );
+    let (s, _) = ok(&text, &[]);
+    assert!(matches!(s.database, DatabaseUri::Postgresql(_)));
+    assert!(has_note(&s, NoteLevel::Warning, "[storage] sqluri"));
+    let r = report(&s);
+    assert!(
+        r.contains("PostgreSQL database `sync` on Unix socket /run/postgresql"),
+        "{r}"
+    );
+    let shown = format!("{r}\n{s:?}\n{:?}", s.notes);
+    assert!(!shown.contains("s3cr3tpw"), "{shown}");
+
+    let (s, _) = ok(
+        MIN,
+        &[(
+            "SYNCSERVER_SQLURI",
+            "mariadb://sync:s3cr3tpw@[::1]:3307/sync",
+        )],
+    );
+    assert_eq!(s.database.to_string(), "mariadb://sync:***@[::1]:3307/sync");
+
+    let e = err(&format!("{MIN}sqluri = mysql://sync:s3cr3tpw@db\n"), &[]);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("[syncserver] sqluri") && msg.contains("no database"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cr3tpw"), "{msg}");
 }

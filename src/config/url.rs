@@ -3,7 +3,9 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use super::dburi::{self, Engine, ServerUri};
 use super::error::{ConfigError, Origin};
+use super::NoteLevel;
 
 /// The server's public URL, as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +170,41 @@ pub enum DatabaseUri {
     Sqlite(PathBuf),
     /// `sqlite:///:memory:`: gone on restart, usable with a single worker only.
     Memory,
+    /// A MySQL or MariaDB server (`pymysql://`, `mysql://`, `mysql+pymysql://`, …).
+    Mysql(ServerUri),
+    /// A PostgreSQL server (`postgresql://`, `postgres://`, `postgresql+psycopg2://`, …).
+    Postgresql(ServerUri),
+}
+
+impl DatabaseUri {
+    /// The engine's name, for messages: `SQLite`, `MySQL/MariaDB` or `PostgreSQL`.
+    pub fn engine_name(&self) -> &'static str {
+        match self {
+            DatabaseUri::Sqlite(_) | DatabaseUri::Memory => "SQLite",
+            DatabaseUri::Mysql(_) => "MySQL/MariaDB",
+            DatabaseUri::Postgresql(_) => "PostgreSQL",
+        }
+    }
+
+    /// Whether `other` names the same database (a server URI's options and password aside).
+    pub fn same_database(&self, other: &DatabaseUri) -> bool {
+        match (self, other) {
+            (DatabaseUri::Mysql(a), DatabaseUri::Mysql(b))
+            | (DatabaseUri::Postgresql(a), DatabaseUri::Postgresql(b)) => a.same_database(b),
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUri {
+    /// As a URI; a password shows as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUri::Sqlite(p) => write!(f, "sqlite:///{}", p.display()),
+            DatabaseUri::Memory => f.write_str("sqlite:///:memory:"),
+            DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u) => u.fmt(f),
+        }
+    }
 }
 
 /// A parsed `sqluri` before any note is attached.
@@ -178,6 +215,8 @@ pub(super) struct ParsedSqlUri {
     pub(super) relative: Option<PathBuf>,
     /// A `?query` that SQLAlchemy would have used and we ignore.
     pub(super) ignored_query: Option<String>,
+    /// What to tell the operator about a server URI, without the origin.
+    pub(super) notes: Vec<(NoteLevel, String)>,
 }
 
 /// Parses an SQLAlchemy URI; relative SQLite paths are resolved against `base`.
@@ -197,6 +236,19 @@ pub(super) fn parse_sqluri(
             "it must look like sqlite:////absolute/path/syncserver.db",
         ));
     };
+    if let Some(engine) = dburi::engine_of(scheme) {
+        let parsed = dburi::parse(scheme, engine, rest).map_err(|why| invalid(&why))?;
+        let db = match engine {
+            Engine::Mysql => DatabaseUri::Mysql(parsed.uri),
+            Engine::Postgresql => DatabaseUri::Postgresql(parsed.uri),
+        };
+        return Ok(ParsedSqlUri {
+            db,
+            relative: None,
+            ignored_query: None,
+            notes: parsed.notes,
+        });
+    }
     let dialect = scheme.split('+').next().unwrap_or("").to_ascii_lowercase();
     if dialect != "sqlite" {
         return Err(ConfigError::UnsupportedDatabase {
@@ -212,6 +264,7 @@ pub(super) fn parse_sqluri(
         db: DatabaseUri::Memory,
         relative: None,
         ignored_query,
+        notes: Vec::new(),
     };
     if rest.is_empty() {
         return Ok(memory(query));
@@ -234,6 +287,7 @@ pub(super) fn parse_sqluri(
         db: DatabaseUri::Sqlite(db_path),
         relative,
         ignored_query: query,
+        notes: Vec::new(),
     })
 }
 
@@ -390,11 +444,11 @@ mod tests {
     #[test]
     fn unsupported_databases_hide_passwords() {
         for uri in [
-            "pymysql://sync:hunter2@127.0.0.1/syncstorage",
-            "mysql://sync:hunter2@db/s",
-            "postgresql://sync:hunter2@db/s",
-            "postgres://db/s",
-            "mysql+pymysql://u:hunter2@h/d",
+            "mssql+pyodbc://sync:hunter2@127.0.0.1/syncstorage",
+            "oracle://sync:hunter2@db/s",
+            "mysql+aiomysql://sync:hunter2@db/s",
+            "postgresql+asyncpg://db/s",
+            "cockroachdb://u:hunter2@h/d",
         ] {
             match db(uri) {
                 Err(e @ ConfigError::UnsupportedDatabase { .. }) => {
@@ -402,6 +456,8 @@ mod tests {
                     assert!(!msg.contains("hunter2"), "{msg}");
                     assert!(msg.contains("SQLite"), "{msg}");
                     assert!(msg.contains("MySQL"), "{msg}");
+                    assert!(msg.contains("PostgreSQL"), "{msg}");
+                    assert!(msg.contains("mysql+pymysql://"), "{msg}");
                 }
                 other => panic!("{uri}: {other:?}"),
             }

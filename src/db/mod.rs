@@ -18,7 +18,8 @@ use crate::timestamp::Ms;
 use crate::uid::Uid;
 
 pub use open::{
-    open, open_admin, side_files, AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
+    not_built_in, open, open_admin, side_files, AdminAccess, AdminOpenError, Opened,
+    SharedReplayOpener,
 };
 pub use pool::{Pool, PooledDb};
 pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};

@@ -56,7 +56,7 @@ impl Opened {
 
 /// Opens (creating if needed) the database for serving with up to `workers` sessions.
 pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
-    let location = location(uri);
+    let location = location(uri).ok_or_else(|| DbError::Backend(not_built_in(uri)))?;
     let (conn, migration) = sqlite::prepare(&location)?;
     let sessions = if location == Location::Memory && workers > 1 {
         log::warn!("sqluri is :memory:, which no two workers can share: using 1 worker");
@@ -115,6 +115,8 @@ pub enum AdminOpenError {
         /// Why.
         cause: DbError,
     },
+    /// The configured engine is not built into this server yet.
+    Unsupported(String),
     /// Opening a session failed.
     Open {
         /// The database, for the message.
@@ -141,6 +143,7 @@ impl std::fmt::Display for AdminOpenError {
                 write!(f, "cannot open {place} for writing: {cause}")
             }
             AdminOpenError::Open { place, cause } => write!(f, "cannot open {place}: {cause}"),
+            AdminOpenError::Unsupported(why) => f.write_str(why),
         }
     }
 }
@@ -155,6 +158,9 @@ pub fn open_admin(
     let path = match uri {
         DatabaseUri::Sqlite(p) => p.clone(),
         DatabaseUri::Memory => return Err(AdminOpenError::InMemory),
+        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => {
+            return Err(AdminOpenError::Unsupported(not_built_in(uri)))
+        }
     };
     let place = path.display().to_string();
     let location = Location::File(path.clone());
@@ -193,11 +199,21 @@ pub fn side_files(database: &Path) -> Vec<PathBuf> {
     ]
 }
 
-fn location(uri: &DatabaseUri) -> Location {
+/// The SQLite location of `uri`; None for an engine not built in yet.
+fn location(uri: &DatabaseUri) -> Option<Location> {
     match uri {
-        DatabaseUri::Sqlite(path) => Location::File(path.clone()),
-        DatabaseUri::Memory => Location::Memory,
+        DatabaseUri::Sqlite(path) => Some(Location::File(path.clone())),
+        DatabaseUri::Memory => Some(Location::Memory),
+        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => None,
     }
+}
+
+/// Why a database server named by `sqluri` cannot be used yet (the password hidden).
+pub fn not_built_in(uri: &DatabaseUri) -> String {
+    format!(
+        "{} support is not built in yet (sqluri = {uri}): use an SQLite sqluri for now",
+        uri.engine_name()
+    )
 }
 
 struct SqliteReplay(PathBuf);

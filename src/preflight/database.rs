@@ -26,8 +26,12 @@ fn access(path: &Path, mode: libc::c_int) -> io::Result<()> {
 /// Every problem `serve`, run as the current user, would have with the database
 /// of `uri`; empty when there is none.
 pub fn database_problems(uri: &DatabaseUri) -> Vec<String> {
-    let DatabaseUri::Sqlite(path) = uri else {
-        return Vec::new();
+    let path = match uri {
+        DatabaseUri::Sqlite(path) => path,
+        DatabaseUri::Memory => return Vec::new(),
+        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => {
+            return vec![crate::db::not_built_in(uri)]
+        }
     };
     let who = current_user();
     // Root can write anywhere: name the user to give things to in the advice instead.
