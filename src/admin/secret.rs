@@ -85,7 +85,7 @@ pub fn secret(settings: &Settings, metrics: bool) -> Result<String, AdminError> 
             ))
         }
         other @ (DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_)) => {
-            return Err(AdminError(db::not_built_in(other)))
+            return Err(AdminError::Refused(db::not_built_in(other)))
         }
     };
     let existed = path.exists();

@@ -56,7 +56,7 @@ impl Opened {
 
 /// Opens (creating if needed) the database for serving with up to `workers` sessions.
 pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
-    let location = location(uri).ok_or_else(|| DbError::Backend(not_built_in(uri)))?;
+    let location = location(uri).ok_or_else(|| DbError::Backend(not_built_in(uri).into()))?;
     let (conn, migration) = sqlite::prepare(&location)?;
     let sessions = if location == Location::Memory && workers > 1 {
         log::warn!("sqluri is :memory:, which no two workers can share: using 1 worker");
