@@ -235,6 +235,12 @@ fn db(err: DbError) -> Response {
         }
         DbError::NotFound => zero(404),
         DbError::InvalidBatch => zero(400),
+        DbError::UnstorableText(_) => {
+            // A MySQL table of the Python server is latin1; PostgreSQL text holds no
+            // NUL. The record is invalid for this database: 400, nothing written.
+            log::info!("storage request refused (400, code 8): {err}");
+            Response::json(400, (WeaveCode::InvalidBso as u8).to_string())
+        }
         DbError::OverQuota => Response::json(403, r#"{"status": "quota-exceeded", "errors": []}"#),
         DbError::BatchTooLarge => {
             log::info!("storage request refused (400, code 17): {err}");
