@@ -310,6 +310,8 @@ mod tests {
             (r.status, r.body.len(), r.header("Content-Type")),
             (304, 0, None)
         );
+        let r = to_response(StorageError::Db(DbError::UnstorableText("x".into())).into());
+        assert_eq!((r.status, r.body.as_slice()), (400, b"8".as_slice()));
         let r = to_response(StorageError::Db(DbError::BatchTooLarge).into());
         assert_eq!((r.status, r.body.as_slice()), (400, b"17".as_slice()));
         let r = to_response(StorageError::Db(DbError::Conflict { wait_ms: 5 }).into());

@@ -19,9 +19,11 @@ use crate::timestamp::Ms;
 use crate::uid::Uid;
 
 pub use open::{
-    open, open_admin, side_files, AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
+    open, open_admin, open_server, open_server_admin, side_files, AdminAccess, AdminOpenError,
+    Opened, SharedReplayOpener,
 };
 pub use pool::{Pool, PooledDb};
+pub use sql::{Engine, Host, ServerParams};
 pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};
 
 /// A database session: storage, user records and our own settings.

@@ -284,7 +284,7 @@ pub trait Conn: Send {
     fn broken(&self) -> bool;
 }
 
-impl dyn Conn {
+impl dyn Conn + '_ {
     /// All rows of a query.
     pub fn query(&mut self, sql: &str, args: &[Value]) -> DbResult<Vec<Row>> {
         let mut rows = Vec::new();

@@ -5,7 +5,9 @@
 //!
 //! - `?` is a parameter (`$n` on PostgreSQL); `?i` and `?t` are parameters whose
 //!   type the statement alone does not fix (a select list, `? IS NULL`), cast to a
-//!   64-bit integer or to text (`$n::BIGINT`, `CAST(? AS SIGNED)`, …).
+//!   64-bit integer or to text (`$n::BIGINT`, `CAST(? AS SIGNED)`, …); `?k` is a
+//!   record id or other key text (ASCII), cast on MySQL to the latin1 of the
+//!   Python server's tables so that comparing it with a key column keeps the index.
 //! - `ON CONFLICT (k) DO UPDATE SET c = EXCLUDED.c` is MySQL's
 //!   `ON DUPLICATE KEY UPDATE c = VALUES(c)`; `ON CONFLICT DO NOTHING` is
 //!   `INSERT IGNORE`. (MySQL evaluates the assignments left to right with the
@@ -31,8 +33,8 @@ pub fn translate(engine: Engine, sql: &str) -> String {
         n += 1;
         let rest = &sql[at + 1..];
         let kind = match rest.as_bytes() {
-            [k @ (b'i' | b't'), next, ..] if !next.is_ascii_alphanumeric() => Some(*k),
-            [k @ (b'i' | b't')] => Some(*k),
+            [k @ (b'i' | b't' | b'k'), next, ..] if !next.is_ascii_alphanumeric() => Some(*k),
+            [k @ (b'i' | b't' | b'k')] => Some(*k),
             _ => None,
         };
         if kind.is_some() {
@@ -44,6 +46,7 @@ pub fn translate(engine: Engine, sql: &str) -> String {
             (Engine::Postgresql, Some(_)) => out.push_str(&format!("${n}::TEXT")),
             (Engine::Mysql, None) => out.push('?'),
             (Engine::Mysql, Some(b'i')) => out.push_str("CAST(? AS SIGNED)"),
+            (Engine::Mysql, Some(b'k')) => out.push_str("CAST(? AS CHAR CHARACTER SET latin1)"),
             (Engine::Mysql, Some(_)) => out.push_str("CAST(? AS CHAR)"),
         }
     }

@@ -49,7 +49,7 @@ impl MyConn {
                 opts = opts.socket(Some(path.to_string_lossy().into_owned()));
             }
         }
-        let mut conn = MysqlConn::new(opts).map_err(classify)?;
+        let conn = MysqlConn::new(opts).map_err(classify)?;
         let charset = p.charset.as_deref().unwrap_or("utf8mb4");
         if !charset
             .chars()
@@ -57,24 +57,21 @@ impl MyConn {
         {
             return Err(DbError::Backend(format!("bad charset: {charset}").into()));
         }
-        conn.query_drop(format!(
+        let mut my = MyConn {
+            conn,
+            texts: HashMap::new(),
+            broken: false,
+        };
+        my.batch(&format!(
             "SET NAMES {charset}; \
              SET SESSION sql_mode = 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'; \
              SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
              SET SESSION innodb_lock_wait_timeout = 5"
-        ))
-        .map_err(classify)?;
-        if conn
-            .query_drop("SET SESSION max_statement_time = 30")
-            .is_err()
-        {
-            let _ = conn.query_drop("SET SESSION max_execution_time = 30000");
+        ))?;
+        if my.batch("SET SESSION max_statement_time = 30").is_err() {
+            let _ = my.batch("SET SESSION max_execution_time = 30000");
         }
-        Ok(MyConn {
-            conn,
-            texts: HashMap::new(),
-            broken: false,
-        })
+        Ok(my)
     }
 
     fn text(&mut self, sql: &str) -> String {
@@ -194,9 +191,27 @@ impl Conn for MyConn {
         }
     }
 
+    /// Every statement's result is read and checked: the driver's `query_drop`
+    /// reports only the first statement's error, and would let a failed lock or
+    /// COMMIT later in the text pass as success.
     fn batch(&mut self, sql: &str) -> DbResult<()> {
-        let r = self.conn.query_drop(sql);
-        r.map_err(|e| self.fail(e))
+        let mut failed = None;
+        match self.conn.query_iter(sql) {
+            Ok(mut result) => {
+                while let Some(set) = result.iter() {
+                    for row in set {
+                        if let Err(e) = row {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => failed = Some(e),
+        }
+        match failed {
+            Some(e) => Err(self.fail(e)),
+            None => Ok(()),
+        }
     }
 
     fn broken(&self) -> bool {
