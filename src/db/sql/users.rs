@@ -8,6 +8,7 @@
 
 use super::{dialect, email_key, Conn, SqlDb, Value};
 use crate::db::sqlite::users::SERVICE;
+use crate::db::users::{apply_plan, UserRows};
 
 /// `users.service` of our rows.
 pub(super) const SERVICE_NAME: &str = SERVICE;
@@ -113,14 +114,48 @@ fn insert(c: &mut dyn Conn, email: &str, new: &NewUser, created: i64) -> DbResul
     Ok(next)
 }
 
-fn record(uid: Uid, new: &NewUser, created_at: i64) -> UserRecord {
-    UserRecord {
-        uid,
-        generation: new.generation,
-        client_state: new.client_state.clone(),
-        keys_changed_at: new.keys_changed_at,
-        created_at,
-        replaced_at: None,
+/// The row operations of `token_user` inside the session's transaction.
+struct Rows<'a>(&'a mut dyn Conn);
+
+impl UserRows for Rows<'_> {
+    fn rows(&mut self, email: &str) -> DbResult<Vec<UserRecord>> {
+        rows(self.0, email)
+    }
+    fn set_replaced(&mut self, uid: Uid, at: i64) -> DbResult<()> {
+        self.0
+            .execute(
+                "UPDATE users SET replaced_at = ? WHERE uid = ?",
+                &[at.into(), uid.into()],
+            )
+            .map(drop)
+    }
+    fn accounts(&mut self) -> DbResult<i64> {
+        self.0
+            .query_row(
+                "SELECT COUNT(DISTINCT email) FROM users WHERE service = ? AND replaced_at IS NULL",
+                &[SERVICE.into()],
+            )?
+            .map_or(Ok(0), |r| r.int(0))
+    }
+    fn insert(&mut self, email: &str, new: &NewUser, created_at: i64) -> DbResult<Uid> {
+        insert(self.0, email, new, created_at)
+    }
+    fn replace_others(&mut self, email: &str, at: i64, keep: Uid) -> DbResult<()> {
+        self.0
+            .execute(
+                "UPDATE users SET replaced_at = ?
+                 WHERE service = ? AND email = ? AND replaced_at IS NULL AND uid <> ?",
+                &[at.into(), SERVICE.into(), email.into(), keep.into()],
+            )
+            .map(drop)
+    }
+    fn update(&mut self, uid: Uid, generation: i64, keys_changed_at: Option<i64>) -> DbResult<()> {
+        self.0
+            .execute(
+                "UPDATE users SET generation = ?, keys_changed_at = ? WHERE uid = ?",
+                &[generation.into(), keys_changed_at.into(), uid.into()],
+            )
+            .map(drop)
     }
 }
 
@@ -135,70 +170,11 @@ impl UsersDb for SqlDb {
         self.run(|s| {
             s.tx(&begin, |s| {
                 let c = s.conn()?;
-                let mut existing = rows(c, email)?;
-                if let Some(current) = existing.first().cloned() {
-                    for old in existing.iter_mut().skip(1).filter(|r| r.replaced_at.is_none()) {
-                        c.execute(
-                            "UPDATE users SET replaced_at = ? WHERE uid = ?",
-                            &[current.created_at.into(), old.uid.into()],
-                        )?;
-                        old.replaced_at = Some(current.created_at);
-                    }
+                let current = apply_plan(&mut Rows(c), email, now_ms, decide)?;
+                match current {
+                    Some(_) => c.commit()?,
+                    None => c.rollback()?,
                 }
-                let accounts = if existing.is_empty() {
-                    c.query_row(
-                        "SELECT COUNT(DISTINCT email) FROM users WHERE service = ? AND replaced_at IS NULL",
-                        &[SERVICE.into()],
-                    )?
-                    .map_or(Ok(0), |r| r.int(0))?
-                } else {
-                    0
-                };
-                let plan = decide(&UserState {
-                    rows: &existing,
-                    accounts,
-                });
-                let current = match plan {
-                    UserPlan::Reject => {
-                        c.rollback()?;
-                        return Ok(None);
-                    }
-                    UserPlan::Keep => existing.first().cloned(),
-                    UserPlan::Create(new) => {
-                        let u = insert(c, email, &new, now_ms)?;
-                        Some(record(u, &new, now_ms))
-                    }
-                    UserPlan::Replace(new) => {
-                        let created = existing
-                            .first()
-                            .map(|r| r.created_at + 1)
-                            .unwrap_or(now_ms)
-                            .max(now_ms);
-                        let u = insert(c, email, &new, created)?;
-                        c.execute(
-                            "UPDATE users SET replaced_at = ?
-                             WHERE service = ? AND email = ? AND replaced_at IS NULL AND uid <> ?",
-                            &[created.into(), SERVICE.into(), email.into(), u.into()],
-                        )?;
-                        Some(record(u, &new, created))
-                    }
-                    UserPlan::Update {
-                        uid,
-                        generation,
-                        keys_changed_at,
-                    } => {
-                        c.execute(
-                            "UPDATE users SET generation = ?, keys_changed_at = ? WHERE uid = ?",
-                            &[generation.into(), keys_changed_at.into(), uid.into()],
-                        )?;
-                        existing.first().cloned().map(|r| UserRecord {
-                            generation,
-                            keys_changed_at,
-                            ..r
-                        })
-                    }
-                };
-                c.commit()?;
                 Ok(current)
             })
         })
