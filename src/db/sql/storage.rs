@@ -3,12 +3,16 @@
 //! retried while ahead of the clock), quota (live records plus open batches, UTF-8
 //! bytes), batch limits counted on what the batch holds, batch ids, TTLs and paging.
 //!
-//! Round trips (collection id cached, no quota, no precondition): a one-statement
-//! read is one statement, no BEGIN; a listing is two (timestamp, rows). A PUT or
-//! POST is four: BEGIN + the user's lock, the collection timestamp, one
-//! `INSERT … SELECT … ON CONFLICT` applying every record, and touching the
-//! collection + COMMIT. A batch commit applies the stored batch inside the
-//! database with one `INSERT … SELECT` from `batch_upload_items`.
+//! Round trips (collection id cached, no quota, no precondition; counted in the
+//! engines' statement logs): a one-statement read (an item, info/collections,
+//! the revocation check every storage request makes) is one, no BEGIN; a
+//! listing is two (timestamp, rows). A PUT or POST (up to 100 records) is four:
+//! BEGIN + the user's lock, the collection timestamp, one `INSERT … SELECT … ON
+//! CONFLICT` applying every record, and touching the collection + COMMIT. A
+//! precondition on a PUT adds one, a quota one, a new collection two. Creating
+//! or appending to a batch is six, committing one seven: the stored batch is
+//! applied inside the database with one `INSERT … SELECT` from
+//! `batch_upload_items`. (Each statement is prepared once per connection.)
 
 use super::{dialect, inline, Collections, Conn, SqlDb, Value};
 use crate::db::sqlite::reads::{next, Tail};
@@ -344,6 +348,11 @@ impl SqlDb {
         let cid = w
             .cid
             .ok_or_else(|| DbError::Backend("no collection id".into()))?;
+        // A write that would run ahead of the clock gives the lock up at once.
+        let ts = match items.is_empty() {
+            true => None,
+            false => Some(next_timestamp(w.last)?),
+        };
         let (c, _) = self.parts()?;
         if item_pre {
             // PUT: the precondition is about the item.
@@ -365,14 +374,14 @@ impl SqlDb {
             return Err(DbError::BatchTooLarge);
         }
         let quota_left = check_quota(c, &ctx, incoming)?;
-        if items.is_empty() {
+        let Some(ts) = ts else {
+            // Nothing to write: no new timestamp, nothing bumped.
             c.rollback()?;
             return Ok(WriteOutcome {
                 modified: w.last.unwrap_or(0),
                 quota_left,
             });
-        }
-        let ts = next_timestamp(w.last)?;
+        };
         apply_items(c, ctx.uid, cid, ts, force, &merged(items))?;
         self.finish(&[(TOUCH, &[ctx.uid.get(), cid, ts])])?;
         Ok(WriteOutcome {
@@ -628,13 +637,13 @@ impl StorageDb for SqlDb {
         self.write(|s| {
             let w = s.begin_write(&ctx, false)?;
             ctx.precondition.check(w.last.unwrap_or(0))?;
+            let ts = next_timestamp(w.last)?;
             let c = s.conn()?;
             check_batch(c, &ctx, w.cid, batch)?;
             let cid = w.cid.ok_or(DbError::InvalidBatch)?;
             store_batch_items(c, ctx.uid, batch, items)?;
             check_batch_totals(c, &ctx, batch)?;
             let quota_left = check_quota(c, &ctx, 0)?;
-            let ts = next_timestamp(w.last)?;
             apply_batch(c, ctx.uid, cid, ts, batch)?;
             let u = ctx.uid.get();
             s.finish(&[

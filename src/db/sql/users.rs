@@ -89,10 +89,17 @@ pub(super) fn revoke(c: &mut dyn Conn, uids: &[i64], now_ms: i64) -> DbResult<()
 }
 
 fn insert(c: &mut dyn Conn, email: &str, new: &NewUser, created: i64) -> DbResult<Uid> {
-    let max = c
-        .query_row("SELECT COALESCE(MAX(uid), 0) FROM users", &[])?
-        .map_or(Ok(0), |r| r.int(0))?;
-    let next = uid(max.max(high_water(c)?) + 1)?;
+    let row = c.query_row(
+        "SELECT (SELECT COALESCE(MAX(uid), 0) FROM users),
+                (SELECT value FROM syncserver_fcgi_meta WHERE name = ?)",
+        &[HIGH_WATER.into()],
+    )?;
+    let (max, mark) = match row {
+        Some(r) => (r.int(0)?, r.opt_text(1)?),
+        None => (0, None),
+    };
+    let mark: i64 = mark.and_then(|m| m.trim().parse().ok()).unwrap_or(0);
+    let next = uid(max.max(mark) + 1)?;
     c.execute(
         "INSERT INTO users (uid, service, email, generation, client_state, created_at,
                             replaced_at, keys_changed_at, node)
