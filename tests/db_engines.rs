@@ -229,6 +229,32 @@ fn schema_created_reopened_and_raced() {
 }
 
 #[test]
+fn admin_open_needs_a_database_unless_creating() {
+    for t in engines("adminopen") {
+        let missing = match (&t.file, &t.params) {
+            (Some(f), _) => open_admin(&DatabaseUri::Sqlite(f.clone()), AdminAccess::Read),
+            (_, Some(p)) => open_server_admin(p, AdminAccess::Read),
+            _ => unreachable!(),
+        };
+        assert!(
+            matches!(
+                missing,
+                Err(syncserver_fcgi::db::AdminOpenError::Missing(_))
+            ),
+            "{:?}",
+            t.kind
+        );
+        let created = match (&t.file, &t.params) {
+            (Some(f), _) => open_admin(&DatabaseUri::Sqlite(f.clone()), AdminAccess::Create),
+            (_, Some(p)) => open_server_admin(p, AdminAccess::Create),
+            _ => unreachable!(),
+        };
+        let mut admin = created.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(admin.stats().unwrap().user_rows, 0);
+    }
+}
+
+#[test]
 fn put_get_list_paging_preconditions() {
     for t in engines("rw") {
         let mut db = t.session();
@@ -801,6 +827,15 @@ fn python_made_database() {
             assert_eq!(stats.records, 5);
             admin.purge_uid(0, 100).unwrap();
             assert!(!admin.dead_uids(false, 0).unwrap().contains(&0));
+        }
+        if k == Kind::Mysql {
+            // Kept as the Python server's latin1_swedish_ci tables have it: ids
+            // differing only in case are one record (its first spelling stays).
+            db.put_bso(ctx(1, "case"), &item("AbC", Some("1"), None, None))
+                .unwrap();
+            db.put_bso(ctx(1, "case"), &item("abc", Some("2"), None, None))
+                .unwrap();
+            assert_eq!(ids(db.as_mut(), 1, "case"), ["AbC"]);
         }
         // The Python tables are unchanged: no columns added.
         let cols = t.raw_rows(
