@@ -233,6 +233,12 @@ fn db(err: DbError) -> Response {
         }
         DbError::NotFound => zero(404),
         DbError::InvalidBatch => zero(400),
+        DbError::UnstorableText(_) => {
+            // A MySQL table of the Python server is latin1; PostgreSQL text holds no
+            // NUL. The record is invalid for this database: 400, nothing written.
+            log::info!("storage request refused (400, code 8): {err}");
+            Response::json(400, (WeaveCode::InvalidBso as u8).to_string())
+        }
         DbError::OverQuota => Response::json(403, r#"{"status": "quota-exceeded", "errors": []}"#),
         DbError::BatchTooLarge => {
             log::info!("storage request refused (400, code 17): {err}");
@@ -302,6 +308,8 @@ mod tests {
             (r.status, r.body.len(), r.header("Content-Type")),
             (304, 0, None)
         );
+        let r = to_response(StorageError::Db(DbError::UnstorableText("x".into())).into());
+        assert_eq!((r.status, r.body.as_slice()), (400, b"8".as_slice()));
         let r = to_response(StorageError::Db(DbError::BatchTooLarge).into());
         assert_eq!((r.status, r.body.as_slice()), (400, b"17".as_slice()));
         let r = to_response(StorageError::Db(DbError::Conflict { wait_ms: 5 }).into());

@@ -11,6 +11,7 @@
 pub mod admin;
 mod open;
 pub mod pool;
+pub mod sql;
 mod sqlite;
 pub mod users;
 
@@ -18,10 +19,11 @@ use crate::timestamp::Ms;
 use crate::uid::Uid;
 
 pub use open::{
-    not_built_in, open, open_admin, side_files, AdminAccess, AdminOpenError, Opened,
-    SharedReplayOpener,
+    not_built_in, open, open_admin, open_server, open_server_admin, side_files, AdminAccess,
+    AdminOpenError, Opened, SharedReplayOpener,
 };
 pub use pool::{Pool, PooledDb};
+pub use sql::{Engine, Host, ServerParams};
 pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};
 
 /// A database session: storage, user records and our own settings.
@@ -58,6 +60,9 @@ pub enum DbError {
     Unavailable(Cause),
     /// Any other database failure.
     Backend(Cause),
+    /// Text the table cannot store (a latin1 MySQL table given characters outside
+    /// latin1, PostgreSQL given NUL): the request is refused (400), nothing written.
+    UnstorableText(String),
     /// Every session stayed busy for the pool's whole wait.
     NoSession {
         /// Sessions in the pool (`--workers`).
@@ -92,6 +97,7 @@ impl std::fmt::Display for DbError {
             DbError::Unwritable(e) => write!(f, "database cannot be written: {e}"),
             DbError::Unavailable(e) => write!(f, "database unavailable: {e}"),
             DbError::Backend(e) => write!(f, "database error: {e}"),
+            DbError::UnstorableText(why) => write!(f, "text the database cannot store: {why}"),
             DbError::NoSession { sessions, waited } => write!(
                 f,
                 "all {sessions} database session(s) stayed busy for {}s",

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 
 use super::admin::AdminDb;
 use super::pool::{Guard, Opener};
+use super::sql::{self, ServerParams, SqlDb};
 use super::sqlite::replay::{replay_path, SharedReplay};
 use super::sqlite::shm::ShmGuard;
 use super::sqlite::{self, Location, SqliteDb};
 use super::{Database, DbError, DbResult, Pool};
 use crate::auth::{ReplayLimits, ReplayStore};
 use crate::config::DatabaseUri;
+use std::sync::Arc;
 
 /// Replay state every process on the same database can see (for a socket that
 /// several processes share), for engines that can offer one.
@@ -88,6 +90,56 @@ pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
         changes: migration.changes,
         shared_replay,
     })
+}
+
+/// Opens (creating the tables if needed) a MySQL/MariaDB or PostgreSQL database
+/// for serving with up to `workers` sessions, one connection each.
+pub fn open_server(params: &ServerParams, workers: usize) -> DbResult<Opened> {
+    let params = Arc::new(params.clone());
+    let (first, changes) = sql::prepare(Arc::clone(&params))?;
+    let opener: Opener = Box::new(move || {
+        SqlDb::open(Arc::clone(&params)).map(|db| Box::new(db) as Box<dyn Database>)
+    });
+    Ok(Opened {
+        first: Box::new(first),
+        sessions: workers,
+        opener,
+        guard: None,
+        changes,
+        // Not yet: replay state shared through the database server (each process
+        // keeps its own guard meanwhile).
+        shared_replay: None,
+    })
+}
+
+/// Opens a MySQL/MariaDB or PostgreSQL database for an operator command.
+pub fn open_server_admin(
+    params: &ServerParams,
+    access: AdminAccess,
+) -> Result<Box<dyn AdminDb>, AdminOpenError> {
+    let place = params.place();
+    let open_err = |cause| AdminOpenError::Open {
+        place: place.clone(),
+        cause,
+    };
+    let mut conn = sql::connect(params).map_err(open_err)?;
+    match access {
+        AdminAccess::Read | AdminAccess::Write => {
+            if !sql::schema::present(conn.as_mut()).map_err(open_err)? {
+                return Err(AdminOpenError::Missing(place));
+            }
+        }
+        AdminAccess::Create => {}
+    }
+    if access != AdminAccess::Read {
+        sql::schema::ensure(conn.as_mut()).map_err(|cause| AdminOpenError::Prepare {
+            place: place.clone(),
+            cause,
+        })?;
+    }
+    drop(conn);
+    let db = SqlDb::open(Arc::new(params.clone())).map_err(open_err)?;
+    Ok(Box::new(db))
 }
 
 /// How an operator command opens the database.

@@ -84,3 +84,91 @@ pub trait UsersDb {
     /// tokens must be refused, even though they are validly signed.
     fn uid_revoked(&mut self, uid: Uid) -> DbResult<bool>;
 }
+
+/// The row operations of [`UsersDb::token_user`], run by an engine inside its
+/// write transaction (the account's lock held), so that every engine applies
+/// the plans the same way ([`apply_plan`]).
+pub(crate) trait UserRows {
+    /// The account's rows, newest first (at most 20).
+    fn rows(&mut self, email: &str) -> DbResult<Vec<UserRecord>>;
+    /// Marks one row replaced at `at`.
+    fn set_replaced(&mut self, uid: Uid, at: i64) -> DbResult<()>;
+    /// Accounts with a current row.
+    fn accounts(&mut self) -> DbResult<i64>;
+    /// Inserts a row with a new uid (never one handed out before).
+    fn insert(&mut self, email: &str, new: &NewUser, created_at: i64) -> DbResult<Uid>;
+    /// Marks every other current row of the account replaced at `at`.
+    fn replace_others(&mut self, email: &str, at: i64, keep: Uid) -> DbResult<()>;
+    /// Raises generation and keys-changed-at of a row.
+    fn update(&mut self, uid: Uid, generation: i64, keys_changed_at: Option<i64>) -> DbResult<()>;
+}
+
+/// Loads the account's rows, lets `decide` pick a plan and applies it; `None`
+/// for `Reject` (the caller then rolls back instead of committing).
+pub(crate) fn apply_plan(
+    tx: &mut dyn UserRows,
+    email: &str,
+    now_ms: i64,
+    decide: &mut dyn FnMut(&UserState) -> UserPlan,
+) -> DbResult<Option<UserRecord>> {
+    let mut existing = tx.rows(email)?;
+    // Older rows that were never marked replaced (as the Python server did on read).
+    if let Some(current) = existing.first().cloned() {
+        for old in existing
+            .iter_mut()
+            .skip(1)
+            .filter(|r| r.replaced_at.is_none())
+        {
+            tx.set_replaced(old.uid, current.created_at)?;
+            old.replaced_at = Some(current.created_at);
+        }
+    }
+    let accounts = if existing.is_empty() {
+        tx.accounts()?
+    } else {
+        0
+    };
+    let plan = decide(&UserState {
+        rows: &existing,
+        accounts,
+    });
+    let record = |uid: Uid, new: &NewUser, created_at: i64| UserRecord {
+        uid,
+        generation: new.generation,
+        client_state: new.client_state.clone(),
+        keys_changed_at: new.keys_changed_at,
+        created_at,
+        replaced_at: None,
+    };
+    Ok(match plan {
+        UserPlan::Reject => None,
+        UserPlan::Keep => existing.first().cloned(),
+        UserPlan::Create(new) => {
+            let uid = tx.insert(email, &new, now_ms)?;
+            Some(record(uid, &new, now_ms))
+        }
+        UserPlan::Replace(new) => {
+            // created_at must order after every other row of the account.
+            let created = existing
+                .first()
+                .map(|r| r.created_at + 1)
+                .unwrap_or(now_ms)
+                .max(now_ms);
+            let uid = tx.insert(email, &new, created)?;
+            tx.replace_others(email, created, uid)?;
+            Some(record(uid, &new, created))
+        }
+        UserPlan::Update {
+            uid,
+            generation,
+            keys_changed_at,
+        } => {
+            tx.update(uid, generation, keys_changed_at)?;
+            existing.first().cloned().map(|r| UserRecord {
+                generation,
+                keys_changed_at,
+                ..r
+            })
+        }
+    })
+}

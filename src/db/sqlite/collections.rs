@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
 
-const STANDARD: &[(i64, &str)] = &[
+/// The fixed ids of standard-collections mode (shared with the server engines).
+pub(crate) const STANDARD: &[(i64, &str)] = &[
     (1, "clients"),
     (2, "crypto"),
     (3, "forms"),

@@ -5,14 +5,14 @@
 //! timeout answers `DbError::Busy` (503 with Retry-After), never a 500.
 
 mod admin;
-mod collections;
-mod reads;
+pub(crate) mod collections;
+pub(crate) mod reads;
 pub mod replay;
 pub mod schema;
 pub mod shm;
 mod uids;
 pub mod users;
-mod writes;
+pub(crate) mod writes;
 
 #[cfg(test)]
 mod plans;

@@ -236,9 +236,9 @@ pub fn list_bsos(
 
 /// What the offset of the next page needs to know about the rows returned.
 #[derive(Debug, Default)]
-struct Tail {
+pub(crate) struct Tail {
     /// How many rows were returned.
-    returned: u64,
+    pub(crate) returned: u64,
     /// The `modified` of the last one.
     last: Option<Ms>,
     /// How many rows at the end share that `modified`.
@@ -246,7 +246,7 @@ struct Tail {
 }
 
 impl Tail {
-    fn push(&mut self, modified: Ms) {
+    pub(crate) fn push(&mut self, modified: Ms) {
         self.returned += 1;
         if self.last == Some(modified) {
             self.at_last += 1;
@@ -259,7 +259,7 @@ impl Tail {
 
 /// The offset that continues after `items` (a non-empty page cut short by
 /// `limit` or by the budget: either way a prefix of the sorted rows).
-fn next(q: &BsoQuery, tail: &Tail, skip: u64) -> Offset {
+pub(crate) fn next(q: &BsoQuery, tail: &Tail, skip: u64) -> Offset {
     let returned = tail.returned;
     let last = match (q.sort, q.offset, tail.last) {
         (Sort::Index, _, _) | (_, Some(Offset::Rows(_)), _) | (_, _, None) => {

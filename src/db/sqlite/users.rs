@@ -4,6 +4,7 @@ use crate::uid::Uid;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{map_err, uids, SqliteDb};
+use crate::db::users::{apply_plan, UserRows};
 use crate::db::{DbResult, NewUser, UserPlan, UserRecord, UserState, UsersDb};
 
 /// The service string stored in `users.service`.
@@ -57,6 +58,45 @@ fn insert(conn: &Connection, email: &str, new: &NewUser, now_ms: i64) -> rusqlit
     Ok(uid)
 }
 
+/// The row operations of `token_user` on an SQLite write transaction.
+struct Rows<'a>(&'a Connection);
+
+impl UserRows for Rows<'_> {
+    fn rows(&mut self, email: &str) -> DbResult<Vec<UserRecord>> {
+        rows(self.0, email).map_err(map_err)
+    }
+    fn set_replaced(&mut self, uid: Uid, at: i64) -> DbResult<()> {
+        self.0
+            .prepare_cached("UPDATE users SET replaced_at = ?1 WHERE uid = ?2")
+            .and_then(|mut st| st.execute(params![at, uid]))
+            .map(drop)
+            .map_err(map_err)
+    }
+    fn accounts(&mut self) -> DbResult<i64> {
+        accounts(self.0).map_err(map_err)
+    }
+    fn insert(&mut self, email: &str, new: &NewUser, created_at: i64) -> DbResult<Uid> {
+        insert(self.0, email, new, created_at).map_err(map_err)
+    }
+    fn replace_others(&mut self, email: &str, at: i64, keep: Uid) -> DbResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE users SET replaced_at = ?1
+                 WHERE service = ?2 AND email = ?3 AND replaced_at IS NULL AND uid != ?4",
+            )
+            .and_then(|mut st| st.execute(params![at, SERVICE, email, keep]))
+            .map(drop)
+            .map_err(map_err)
+    }
+    fn update(&mut self, uid: Uid, generation: i64, keys_changed_at: Option<i64>) -> DbResult<()> {
+        self.0
+            .prepare_cached("UPDATE users SET generation = ?1, keys_changed_at = ?2 WHERE uid = ?3")
+            .and_then(|mut st| st.execute(params![generation, keys_changed_at, uid]))
+            .map(drop)
+            .map_err(map_err)
+    }
+}
+
 impl UsersDb for SqliteDb {
     fn token_user(
         &mut self,
@@ -68,86 +108,15 @@ impl UsersDb for SqliteDb {
             .connection()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        let mut existing = rows(&tx, email).map_err(map_err)?;
-        // Older rows that were never marked replaced (as the Python server did on read).
-        if let Some(current) = existing.first().cloned() {
-            for old in existing
-                .iter_mut()
-                .skip(1)
-                .filter(|r| r.replaced_at.is_none())
-            {
-                tx.prepare_cached("UPDATE users SET replaced_at = ?1 WHERE uid = ?2")
-                    .and_then(|mut st| st.execute(params![current.created_at, old.uid]))
-                    .map_err(map_err)?;
-                old.replaced_at = Some(current.created_at);
-            }
+        let current = apply_plan(&mut Rows(&tx), email, now_ms, decide)?;
+        if current.is_some() {
+            tx.commit().map_err(map_err)?;
         }
-        let accounts = if existing.is_empty() {
-            accounts(&tx).map_err(map_err)?
-        } else {
-            0
-        };
-        let plan = decide(&UserState {
-            rows: &existing,
-            accounts,
-        });
-        let current = match plan {
-            UserPlan::Reject => return Ok(None),
-            UserPlan::Keep => existing.first().cloned(),
-            UserPlan::Create(new) => {
-                // created_at must order after every other row of the account.
-                let uid = insert(&tx, email, &new, now_ms).map_err(map_err)?;
-                Some(record(uid, &new, now_ms))
-            }
-            UserPlan::Replace(new) => {
-                let created = existing
-                    .first()
-                    .map(|r| r.created_at + 1)
-                    .unwrap_or(now_ms)
-                    .max(now_ms);
-                let uid = insert(&tx, email, &new, created).map_err(map_err)?;
-                tx.prepare_cached(
-                    "UPDATE users SET replaced_at = ?1
-                     WHERE service = ?2 AND email = ?3 AND replaced_at IS NULL AND uid != ?4",
-                )
-                .and_then(|mut st| st.execute(params![created, SERVICE, email, uid]))
-                .map_err(map_err)?;
-                Some(record(uid, &new, created))
-            }
-            UserPlan::Update {
-                uid,
-                generation,
-                keys_changed_at,
-            } => {
-                tx.prepare_cached(
-                    "UPDATE users SET generation = ?1, keys_changed_at = ?2 WHERE uid = ?3",
-                )
-                .and_then(|mut st| st.execute(params![generation, keys_changed_at, uid]))
-                .map_err(map_err)?;
-                existing.first().cloned().map(|r| UserRecord {
-                    generation,
-                    keys_changed_at,
-                    ..r
-                })
-            }
-        };
-        tx.commit().map_err(map_err)?;
         Ok(current)
     }
 
     fn uid_revoked(&mut self, uid: Uid) -> DbResult<bool> {
         uids::is_revoked(self.connection(), uid).map_err(map_err)
-    }
-}
-
-fn record(uid: Uid, new: &NewUser, created_at: i64) -> UserRecord {
-    UserRecord {
-        uid,
-        generation: new.generation,
-        client_state: new.client_state.clone(),
-        keys_changed_at: new.keys_changed_at,
-        created_at,
-        replaced_at: None,
     }
 }
 

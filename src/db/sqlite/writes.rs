@@ -117,9 +117,9 @@ pub fn payload_size(payload: &str) -> i64 {
 /// the clock, after waiting (outside any lock) for the clock to catch up.
 /// (A conflicting attempt allocated no collection id: the collection had a
 /// timestamp, so it existed.)
-pub fn retry_when_ahead<T>(
-    s: &mut SqliteDb,
-    mut write: impl FnMut(&mut SqliteDb) -> DbResult<T>,
+pub fn retry_when_ahead<S, T>(
+    s: &mut S,
+    mut write: impl FnMut(&mut S) -> DbResult<T>,
 ) -> DbResult<T> {
     let mut attempt = 1;
     loop {
@@ -147,16 +147,23 @@ impl Write<'_> {
     /// [`MAX_AHEAD_MS`] ahead of the clock; `Conflict` (rolling back, which
     /// frees the lock) when it would be further ahead.
     fn timestamp(&self) -> DbResult<Ms> {
-        let now = now_ms();
-        let ts = ceil_tick(now).max(self.last.unwrap_or(0) + 10);
-        let ahead = ts - now;
-        if ahead > MAX_AHEAD_MS {
-            return Err(DbError::Conflict {
-                wait_ms: ahead - MAX_AHEAD_MS,
-            });
-        }
-        Ok(ts)
+        next_timestamp(self.last)
     }
+}
+
+/// The timestamp for a write to a collection last written at `last` (shared
+/// with the server engines): above it, and at most [`MAX_AHEAD_MS`] ahead of
+/// the clock; `Conflict` when it would be further ahead.
+pub(crate) fn next_timestamp(last: Option<Ms>) -> DbResult<Ms> {
+    let now = now_ms();
+    let ts = ceil_tick(now).max(last.unwrap_or(0) + 10);
+    let ahead = ts - now;
+    if ahead > MAX_AHEAD_MS {
+        return Err(DbError::Conflict {
+            wait_ms: ahead - MAX_AHEAD_MS,
+        });
+    }
+    Ok(ts)
 }
 
 fn begin<'a>(s: &'a mut SqliteDb, ctx: &WriteCtx, create: bool) -> DbResult<Write<'a>> {
@@ -201,7 +208,7 @@ fn check_quota(conn: &Connection, ctx: &WriteCtx, incoming: i64) -> DbResult<Opt
 }
 
 /// The payload bytes of `items`.
-fn bytes_of(items: &[BsoUpdate]) -> i64 {
+pub(crate) fn bytes_of(items: &[BsoUpdate]) -> i64 {
     items
         .iter()
         .filter_map(|i| i.payload.as_deref())

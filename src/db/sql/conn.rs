@@ -1,0 +1,420 @@
+//! The connection layer shared by the MySQL/MariaDB and PostgreSQL engines: what a
+//! server is ([`ServerParams`]), the values that travel ([`Value`], [`Row`]), and the
+//! small trait ([`Conn`]) that the storage logic in `sql/mod.rs` is written against.
+//!
+//! Statements are written once, in a neutral SQL (see [`super::dialect`]): the driver
+//! glue translates and prepares each text once per connection and keeps it. Failures
+//! are sorted into the storage error kinds here, in one place per driver:
+//! lock waits, deadlocks, serialization failures and statement timeouts are
+//! `DbError::Busy` (503, retry), a lost or refused connection is `DbError::Unavailable`
+//! (503; the session drops the connection and reconnects on its next use), text the
+//! table cannot hold is `DbError::UnstorableText` (400), the rest `DbError::Backend`
+//! with the driver's error as its cause.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::db::{DbError, DbResult};
+use crate::uid::Uid;
+
+/// Which server engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// MySQL or MariaDB.
+    Mysql,
+    /// PostgreSQL.
+    Postgresql,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// TCP; `None`: the engine's default port (3306, 5432).
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: Option<u16>,
+    },
+    /// A unix socket: the socket file (MySQL) or its directory (PostgreSQL).
+    Unix(PathBuf),
+}
+
+/// Everything needed to reach one database on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerParams {
+    /// The engine.
+    pub engine: Engine,
+    /// Where the server is.
+    pub host: Host,
+    /// User name (`None`: the driver's default).
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Database (schema) name.
+    pub database: String,
+    /// MySQL connection character set (`?charset=`); `None`: utf8mb4. Ignored by
+    /// PostgreSQL (always UTF8).
+    pub charset: Option<String>,
+    /// How long connecting may take (`None`: 10 s).
+    pub connect_timeout: Option<Duration>,
+    /// Other `?key=value` options of the URI, kept for the log; not interpreted.
+    pub options: Vec<(String, String)>,
+}
+
+/// The default connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ServerParams {
+    /// Parses `mysql://user:pw@host:port/db?charset=…` or
+    /// `postgresql://user:pw@host:port/db` (also `pymysql://`, `mysql+pymysql://`,
+    /// `postgres://`, `postgresql+psycopg2://`); user, password and database are
+    /// percent-decoded; `?unix_socket=/path` (MySQL) or `?host=/dir` (PostgreSQL)
+    /// selects a unix socket. For tests and tools; the server's own `sqluri`
+    /// parsing lives in `crate::config`.
+    pub fn from_url(url: &str) -> Result<ServerParams, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("not a URL: {url}"))?;
+        let engine = if scheme.contains("mysql") {
+            Engine::Mysql
+        } else if scheme.contains("postgres") {
+            Engine::Postgresql
+        } else {
+            return Err(format!("not a MySQL or PostgreSQL URL: {scheme}://"));
+        };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| format!("not UTF-8 after percent-decoding: {s}"))
+        };
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((n, p)) => (Some(decode(n)?), Some(decode(p)?)),
+                None => (Some(decode(u)?), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+                let port = p.parse::<u16>().map_err(|_| format!("bad port: {p}"))?;
+                (h, Some(port))
+            }
+            _ => (hostport, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let mut params = ServerParams {
+            engine,
+            host: Host::Tcp {
+                host: if host.is_empty() {
+                    "localhost".into()
+                } else {
+                    decode(host)?
+                },
+                port,
+            },
+            user,
+            password,
+            database: decode(path)?,
+            charset: None,
+            connect_timeout: None,
+            options: Vec::new(),
+        };
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "charset" => params.charset = Some(v.into_owned()),
+                "connect_timeout" => {
+                    let secs: u64 = v.parse().map_err(|_| format!("bad connect_timeout: {v}"))?;
+                    params.connect_timeout = Some(Duration::from_secs(secs));
+                }
+                "unix_socket" | "host" if v.starts_with('/') => {
+                    params.host = Host::Unix(PathBuf::from(&*v))
+                }
+                _ => params.options.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        Ok(params)
+    }
+
+    /// The database, for messages (never the password).
+    pub fn place(&self) -> String {
+        let scheme = match self.engine {
+            Engine::Mysql => "mysql",
+            Engine::Postgresql => "postgresql",
+        };
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        match &self.host {
+            Host::Tcp { host, port } => {
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{scheme}://{user}{host}{port}/{}", self.database)
+            }
+            Host::Unix(path) => format!(
+                "{scheme}://{user}localhost/{} (socket {})",
+                self.database,
+                path.display()
+            ),
+        }
+    }
+}
+
+/// A parameter or a column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// Any integer (also booleans, as 0/1).
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+impl From<Uid> for Value {
+    fn from(v: Uid) -> Value {
+        Value::Int(v.get())
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row(pub Vec<Value>);
+
+fn bad_column(i: usize, want: &str, got: &Value) -> DbError {
+    DbError::Backend(format!("column {i}: expected {want}, got {got:?}").into())
+}
+
+impl Row {
+    fn at(&self, i: usize) -> DbResult<&Value> {
+        self.0
+            .get(i)
+            .ok_or_else(|| DbError::Backend(format!("no column {i} in the row").into()))
+    }
+    /// An integer column that may be NULL (text holding an integer, as MySQL
+    /// returns DECIMAL sums, is read as one).
+    pub fn opt_int(&self, i: usize) -> DbResult<Option<i64>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            Value::Int(v) => Ok(Some(*v)),
+            v @ Value::Text(t) => {
+                let t = t.strip_suffix(".0").unwrap_or(t);
+                t.parse()
+                    .map(Some)
+                    .map_err(|_| bad_column(i, "an integer", v))
+            }
+        }
+    }
+    /// An integer column.
+    pub fn int(&self, i: usize) -> DbResult<i64> {
+        self.opt_int(i)?
+            .ok_or_else(|| bad_column(i, "an integer", &Value::Null))
+    }
+    /// A text column that may be NULL.
+    pub fn opt_text(&self, i: usize) -> DbResult<Option<String>> {
+        match self.at(i)? {
+            Value::Null => Ok(None),
+            Value::Text(t) => Ok(Some(t.clone())),
+            v => Err(bad_column(i, "text", v)),
+        }
+    }
+    /// A text column.
+    pub fn text(&self, i: usize) -> DbResult<String> {
+        self.opt_text(i)?
+            .ok_or_else(|| bad_column(i, "text", &Value::Null))
+    }
+    /// Takes a text column out of the row (no copy).
+    pub fn take_text(&mut self, i: usize) -> DbResult<String> {
+        match self.0.get_mut(i).map(|v| std::mem::replace(v, Value::Null)) {
+            Some(Value::Text(t)) => Ok(t),
+            Some(v) => Err(bad_column(i, "text", &v)),
+            None => Err(DbError::Backend(format!("no column {i} in the row").into())),
+        }
+    }
+}
+
+/// One connection to a database server, as the storage logic sees it. SQL is the
+/// neutral form of [`super::dialect`]; `?` placeholders take `args` in order.
+pub trait Conn: Send {
+    /// The engine (for the dialect's few engine-specific statements).
+    fn engine(&self) -> Engine;
+    /// Runs a statement; returns the rows it changed.
+    fn execute(&mut self, sql: &str, args: &[Value]) -> DbResult<u64>;
+    /// Runs a query, handing each row to `each` as it arrives; `each` returns
+    /// false to stop reading.
+    fn query_each(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        each: &mut dyn FnMut(Row) -> DbResult<bool>,
+    ) -> DbResult<()>;
+    /// Runs statements without parameters or results (BEGIN, COMMIT, SET, DDL),
+    /// as the engine's SQL, untranslated.
+    fn batch(&mut self, sql: &str) -> DbResult<()>;
+    /// Whether the connection is known to be unusable (lost): the session then
+    /// opens a new one.
+    fn broken(&self) -> bool;
+}
+
+impl dyn Conn + '_ {
+    /// All rows of a query.
+    pub fn query(&mut self, sql: &str, args: &[Value]) -> DbResult<Vec<Row>> {
+        let mut rows = Vec::new();
+        self.query_each(sql, args, &mut |r| {
+            rows.push(r);
+            Ok(true)
+        })?;
+        Ok(rows)
+    }
+    /// The first row of a query, if any.
+    pub fn query_row(&mut self, sql: &str, args: &[Value]) -> DbResult<Option<Row>> {
+        let mut first = None;
+        self.query_each(sql, args, &mut |r| {
+            first = Some(r);
+            Ok(false)
+        })?;
+        Ok(first)
+    }
+    /// Starts a transaction.
+    pub fn begin(&mut self) -> DbResult<()> {
+        self.batch("BEGIN")
+    }
+    /// Commits the transaction.
+    pub fn commit(&mut self) -> DbResult<()> {
+        self.batch("COMMIT")
+    }
+    /// Rolls the transaction back.
+    pub fn rollback(&mut self) -> DbResult<()> {
+        self.batch("ROLLBACK")
+    }
+}
+
+/// Opens a connection to `params`, with the session settings of its engine.
+pub fn connect(params: &ServerParams) -> DbResult<Box<dyn Conn>> {
+    match params.engine {
+        Engine::Postgresql => super::postgres::PgConn::connect(params).map(|c| Box::new(c) as _),
+        Engine::Mysql => super::mysql::MyConn::connect(params).map(|c| Box::new(c) as _),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let p = ServerParams::from_url("postgresql://sync:p%40w@127.0.0.1:5433/db%2Dx").unwrap();
+        assert_eq!(p.engine, Engine::Postgresql);
+        assert_eq!(
+            p.host,
+            Host::Tcp {
+                host: "127.0.0.1".into(),
+                port: Some(5433)
+            }
+        );
+        assert_eq!(
+            (p.user.as_deref(), p.password.as_deref()),
+            (Some("sync"), Some("p@w"))
+        );
+        assert_eq!(p.database, "db-x");
+        assert_eq!(p.place(), "postgresql://sync@127.0.0.1:5433/db-x");
+        let m = ServerParams::from_url(
+            "pymysql://u@localhost/sync?charset=utf8&unix_socket=/run/my.sock&x=1",
+        )
+        .unwrap();
+        assert_eq!(m.engine, Engine::Mysql);
+        assert_eq!(m.host, Host::Unix("/run/my.sock".into()));
+        assert_eq!(m.charset.as_deref(), Some("utf8"));
+        assert_eq!(m.options, vec![("x".to_string(), "1".to_string())]);
+        assert!(ServerParams::from_url("sqlite:///x").is_err());
+    }
+
+    /// The servers named by `SYNCSERVER_TEST_MYSQL` / `SYNCSERVER_TEST_POSTGRESQL`
+    /// (URIs without a database), when set.
+    pub(crate) fn servers() -> Vec<ServerParams> {
+        ["SYNCSERVER_TEST_MYSQL", "SYNCSERVER_TEST_POSTGRESQL"]
+            .iter()
+            .filter_map(|var| match std::env::var(var) {
+                Ok(url) => Some(ServerParams::from_url(&url).expect(var)),
+                Err(_) => {
+                    eprintln!("SKIP {var} not set: no live test of that engine");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Values travel both ways, and a connection killed under us is `Unavailable`
+    /// and known broken.
+    #[test]
+    fn live_round_trip_and_lost_connection() {
+        for server in servers() {
+            let mut a = connect(&server).unwrap();
+            let mut b = connect(&server).unwrap();
+            let row = a
+                .query_row(
+                    "SELECT ?i + 1, ?t, ?t",
+                    &[41.into(), "é€中".into(), Value::Null],
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.int(0).unwrap(), 42);
+            assert_eq!(row.text(1).unwrap(), "é€中");
+            assert_eq!(row.opt_text(2).unwrap(), None);
+            let (id_sql, kill) = match server.engine {
+                Engine::Postgresql => ("SELECT pg_backend_pid()", "SELECT pg_terminate_backend("),
+                Engine::Mysql => ("SELECT CONNECTION_ID()", "KILL CONNECTION ("),
+            };
+            let id = a.query_row(id_sql, &[]).unwrap().unwrap().int(0).unwrap();
+            b.batch(&format!("{kill}{id})")).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let err = a.query_row("SELECT 1", &[]).unwrap_err();
+            assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
+            assert!(a.broken());
+            assert!(!b.broken());
+        }
+    }
+
+    #[test]
+    fn rows() {
+        let mut r = Row(vec![
+            Value::Int(3),
+            Value::Text("42".into()),
+            Value::Null,
+            Value::Text("x".into()),
+        ]);
+        assert_eq!(r.int(0).unwrap(), 3);
+        assert_eq!(r.int(1).unwrap(), 42);
+        assert_eq!(r.opt_int(2).unwrap(), None);
+        assert!(r.int(2).is_err());
+        assert_eq!(r.take_text(3).unwrap(), "x");
+    }
+}
