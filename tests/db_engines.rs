@@ -1,25 +1,22 @@
 //! One backend-neutral suite for every database engine: SQLite always (a temp
 //! file), MySQL/MariaDB when `SYNCSERVER_TEST_MYSQL` names a server and PostgreSQL
-//! when `SYNCSERVER_TEST_POSTGRESQL` does (URIs without a database, e.g.
-//! `mysql://sync:pw@127.0.0.1:3306/`; the user must be allowed to create
-//! databases). Each case gets a fresh database, dropped at the end.
-//!
-//! An engine whose variable is unset is reported with a `SKIP` line on stderr.
-//! (To become `common::skip(common::Prereq::Mysql / Postgresql)` once
-//! tests/common has those prerequisites.)
+//! when `SYNCSERVER_TEST_POSTGRESQL` does (`scripts/engines` starts both). Each
+//! case gets a fresh database, dropped at the end; an engine without a server is
+//! reported as skipped (a failure under CI unless skipping is allowed).
 
-use std::io::Write as _;
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
+use common::engines::{Engine, TestDatabase};
 use syncserver_fcgi::config::DatabaseUri;
 use syncserver_fcgi::db::admin::AdminDb;
 use syncserver_fcgi::db::sql::{connect, Conn, Row};
 use syncserver_fcgi::db::{
-    open, open_admin, open_server, open_server_admin, AdminAccess, BatchLimits, BsoQuery,
-    BsoUpdate, Database, DbError, NewUser, Offset, Opened, PageBudget, Precondition, ServerParams,
-    Sort, UserPlan, WriteCtx,
+    open, open_admin, AdminAccess, BatchLimits, BsoQuery, BsoUpdate, Database, DbError, NewUser,
+    Offset, Opened, PageBudget, Precondition, ServerParams, Sort, UserPlan, WriteCtx,
 };
 use syncserver_fcgi::uid::Uid;
 
@@ -35,50 +32,43 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// A fresh database of one engine, removed on drop.
 struct TestDb {
     kind: Kind,
+    uri: DatabaseUri,
     /// SQLite: the file.
     file: Option<PathBuf>,
-    /// Server engines: the server (no database) and the database's params.
-    server: Option<ServerParams>,
+    /// Server engines: the database (dropped with us) and the driver's view of it.
+    _server: Option<TestDatabase>,
     params: Option<ServerParams>,
-}
-
-fn skip_line(what: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {what}");
 }
 
 /// Every engine available, each with a fresh database for `case`.
 fn engines(case: &str) -> Vec<TestDb> {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let name = format!("sfcgi_{}_{}_{n}", std::process::id(), case);
-    let mut out = Vec::new();
-    let dir = std::env::temp_dir().join(&name);
+    let dir = std::env::temp_dir().join(format!("sfcgi_{}_{case}_{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    out.push(TestDb {
+    let file = dir.join("syncserver.db");
+    let mut out = vec![TestDb {
         kind: Kind::Sqlite,
-        file: Some(dir.join("syncserver.db")),
-        server: None,
+        uri: DatabaseUri::Sqlite(file.clone()),
+        file: Some(file),
+        _server: None,
         params: None,
-    });
-    for (var, kind) in [
-        ("SYNCSERVER_TEST_MYSQL", Kind::Mysql),
-        ("SYNCSERVER_TEST_POSTGRESQL", Kind::Postgresql),
-    ] {
-        let Ok(url) = std::env::var(var) else {
-            skip_line(&format!(
-                "db_engines::{case} on {kind:?}: {var} is not set (a server URI without a database)"
-            ));
+    }];
+    for (engine, kind) in [(Engine::Mysql, Kind::Mysql), (Engine::Postgresql, Kind::Postgresql)] {
+        let Some(db) = TestDatabase::create(engine, case) else {
             continue;
         };
-        let server = ServerParams::from_url(&url).expect(var);
-        let mut c = connect(&server).expect("connect to the test server");
-        c.batch(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        c.batch(&format!("CREATE DATABASE {name}")).unwrap();
-        let mut params = server.clone();
-        params.database = name.clone();
+        let uri = DatabaseUri::parse(&db.uri).expect("the test database's URI");
+        let params = match &uri {
+            DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u) => {
+                ServerParams::from_uri(u).expect("a server URI")
+            }
+            other => panic!("not a server URI: {other}"),
+        };
         out.push(TestDb {
             kind,
+            uri,
             file: None,
-            server: Some(server),
+            _server: Some(db),
             params: Some(params),
         });
     }
@@ -90,18 +80,6 @@ impl Drop for TestDb {
         if let Some(file) = &self.file {
             let _ = std::fs::remove_dir_all(file.parent().unwrap());
         }
-        if let (Some(server), Some(params)) = (&self.server, &self.params) {
-            if let Ok(mut c) = connect(server) {
-                if self.kind == Kind::Postgresql {
-                    let _ = c.batch(&format!(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                         WHERE datname = '{}' AND pid <> pg_backend_pid()",
-                        params.database
-                    ));
-                }
-                let _ = c.batch(&format!("DROP DATABASE IF EXISTS {}", params.database));
-            }
-        }
     }
 }
 
@@ -110,11 +88,7 @@ impl TestDb {
         self.try_open(workers).expect("open")
     }
     fn try_open(&self, workers: usize) -> Result<Opened, DbError> {
-        match (&self.file, &self.params) {
-            (Some(f), _) => open(&DatabaseUri::Sqlite(f.clone()), workers),
-            (_, Some(p)) => open_server(p, workers),
-            _ => unreachable!(),
-        }
+        open(&self.uri, workers)
     }
     /// A session (a new connection each time).
     fn session(&self) -> Box<dyn Database> {
@@ -122,12 +96,7 @@ impl TestDb {
         (opened.opener)().unwrap()
     }
     fn admin(&self) -> Box<dyn AdminDb> {
-        match (&self.file, &self.params) {
-            (Some(f), _) => open_admin(&DatabaseUri::Sqlite(f.clone()), AdminAccess::Write),
-            (_, Some(p)) => open_server_admin(p, AdminAccess::Write),
-            _ => unreachable!(),
-        }
-        .unwrap_or_else(|e| panic!("{e}"))
+        open_admin(&self.uri, AdminAccess::Write).unwrap_or_else(|e| panic!("{e}"))
     }
     /// A raw connection (server engines).
     fn raw(&self) -> Box<dyn Conn> {
@@ -231,11 +200,7 @@ fn schema_created_reopened_and_raced() {
 #[test]
 fn admin_open_needs_a_database_unless_creating() {
     for t in engines("adminopen") {
-        let missing = match (&t.file, &t.params) {
-            (Some(f), _) => open_admin(&DatabaseUri::Sqlite(f.clone()), AdminAccess::Read),
-            (_, Some(p)) => open_server_admin(p, AdminAccess::Read),
-            _ => unreachable!(),
-        };
+        let missing = open_admin(&t.uri, AdminAccess::Read);
         assert!(
             matches!(
                 missing,
@@ -244,11 +209,7 @@ fn admin_open_needs_a_database_unless_creating() {
             "{:?}",
             t.kind
         );
-        let created = match (&t.file, &t.params) {
-            (Some(f), _) => open_admin(&DatabaseUri::Sqlite(f.clone()), AdminAccess::Create),
-            (_, Some(p)) => open_server_admin(p, AdminAccess::Create),
-            _ => unreachable!(),
-        };
+        let created = open_admin(&t.uri, AdminAccess::Create);
         let mut admin = created.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(admin.stats().unwrap().user_rows, 0);
     }
@@ -739,9 +700,7 @@ fn python_made_database() {
     for t in engines("python") {
         let k = t.kind;
         if k == Kind::Sqlite {
-            skip_line(
-                "db_engines::python_made_database on Sqlite: covered by tests/python_db_compat.rs",
-            );
+            // tests/python_db_compat.rs opens databases the real Python server wrote.
             continue;
         }
         let mut raw = t.raw();

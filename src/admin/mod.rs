@@ -32,9 +32,9 @@ pub use users::{delete_user, list_users};
 pub enum AdminError {
     /// The server's database could not be opened for the command.
     Open(AdminOpenError),
-    /// `secret` could not open (or create) the database at `path`.
+    /// `secret` could not open (or create) the database at `place`.
     CreateDb {
-        path: PathBuf,
+        place: String,
         cause: AdminOpenError,
     },
     /// A database step failed; nothing more is known than the engine said.
@@ -59,9 +59,9 @@ impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AdminError::Open(e) => write!(f, "{e}"),
-            AdminError::CreateDb { path, cause } => match cause {
+            AdminError::CreateDb { place, cause } => match cause {
                 AdminOpenError::Prepare { cause, .. } | AdminOpenError::Open { cause, .. } => {
-                    write!(f, "cannot open the database {}: {cause}", path.display())
+                    write!(f, "cannot open the database {place}: {cause}")
                 }
                 other => write!(f, "{other}"),
             },

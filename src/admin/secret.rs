@@ -77,21 +77,20 @@ pub fn secret(settings: &Settings, metrics: bool) -> Result<String, AdminError> 
         }
         return Ok(s);
     }
-    let path = match &settings.database {
-        DatabaseUri::Sqlite(p) => p.clone(),
+    // Only a new SQLite file made by root needs a word: a server engine's tables
+    // belong to its own user.
+    let new_file = match &settings.database {
+        DatabaseUri::Sqlite(p) => (!p.exists()).then(|| p.clone()),
         DatabaseUri::Memory => {
             return Err(AdminError::Refused(
                 "no secret in the configuration and sqluri is :memory:, so each server process generates its own; set secret in the configuration".into(),
             ))
         }
-        other @ (DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_)) => {
-            return Err(AdminError::Refused(db::not_built_in(other)))
-        }
+        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => None,
     };
-    let existed = path.exists();
     let mut db = db::open_admin(&settings.database, AdminAccess::Create).map_err(|cause| {
         AdminError::CreateDb {
-            path: path.clone(),
+            place: settings.database.to_string(),
             cause,
         }
     })?;
@@ -103,7 +102,7 @@ pub fn secret(settings: &Settings, metrics: bool) -> Result<String, AdminError> 
     let value = stored_secret(&mut *db, name, what).map_err(AdminError::Secret)?;
     drop(db);
     // SAFETY: geteuid cannot fail.
-    if !existed && unsafe { libc::geteuid() } == 0 {
+    if let Some(path) = new_file.filter(|_| unsafe { libc::geteuid() } == 0) {
         eprintln!(
             "syncserver-fcgi: created the database {} as root; give it to the user that serves (chown USER: {0}) before starting the server",
             path.display()

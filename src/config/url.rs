@@ -177,6 +177,18 @@ pub enum DatabaseUri {
 }
 
 impl DatabaseUri {
+    /// Parses a `sqluri` given on its own (a command's argument, a test's URI), by the
+    /// same rules as the ini's; a relative SQLite path is taken from the working
+    /// directory.
+    pub fn parse(uri: &str) -> Result<DatabaseUri, ConfigError> {
+        let base = std::env::current_dir().unwrap_or_default();
+        let origin = Origin::Setting {
+            section: "syncserver".into(),
+            key: "sqluri".into(),
+        };
+        parse_sqluri(uri, &base, &origin).map(|p| p.db)
+    }
+
     /// The engine's name, for messages: `SQLite`, `MySQL/MariaDB` or `PostgreSQL`.
     pub fn engine_name(&self) -> &'static str {
         match self {

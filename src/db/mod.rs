@@ -19,8 +19,8 @@ use crate::timestamp::Ms;
 use crate::uid::Uid;
 
 pub use open::{
-    not_built_in, open, open_admin, open_server, open_server_admin, side_files, AdminAccess,
-    AdminOpenError, Opened, SharedReplayOpener,
+    open, open_admin, open_server, open_server_admin, server_params, server_problems, side_files,
+    AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
 };
 pub use pool::{Pool, PooledDb};
 pub use sql::{Engine, Host, ServerParams};

@@ -1,8 +1,8 @@
 //! The one place where a `sqluri` becomes an engine: start-up and the operator
 //! commands open the database here and get back only engine-neutral handles.
 //!
-//! A new engine (MySQL, PostgreSQL) adds a module beside `sqlite` and one arm to
-//! each `match` below; nothing outside `db` names an engine.
+//! SQLite lives in `sqlite`, MySQL/MariaDB and PostgreSQL in `sql`; each `match`
+//! below has one arm per engine and nothing outside `db` names an engine.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,7 @@ use super::sqlite::shm::ShmGuard;
 use super::sqlite::{self, Location, SqliteDb};
 use super::{Database, DbError, DbResult, Pool};
 use crate::auth::{ReplayLimits, ReplayStore};
-use crate::config::DatabaseUri;
+use crate::config::{DatabaseUri, ServerUri};
 use std::sync::Arc;
 
 /// Replay state every process on the same database can see (for a socket that
@@ -58,7 +58,13 @@ impl Opened {
 
 /// Opens (creating if needed) the database for serving with up to `workers` sessions.
 pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
-    let location = location(uri).ok_or_else(|| DbError::Backend(not_built_in(uri).into()))?;
+    let location = match uri {
+        DatabaseUri::Sqlite(path) => Location::File(path.clone()),
+        DatabaseUri::Memory => Location::Memory,
+        DatabaseUri::Mysql(server) | DatabaseUri::Postgresql(server) => {
+            return open_server(&server_params(server)?, workers)
+        }
+    };
     let (conn, migration) = sqlite::prepare(&location)?;
     let sessions = if location == Location::Memory && workers > 1 {
         log::warn!("sqluri is :memory:, which no two workers can share: using 1 worker");
@@ -167,8 +173,6 @@ pub enum AdminOpenError {
         /// Why.
         cause: DbError,
     },
-    /// The configured engine is not built into this server yet.
-    Unsupported(String),
     /// Opening a session failed.
     Open {
         /// The database, for the message.
@@ -195,7 +199,6 @@ impl std::fmt::Display for AdminOpenError {
                 write!(f, "cannot open {place} for writing: {cause}")
             }
             AdminOpenError::Open { place, cause } => write!(f, "cannot open {place}: {cause}"),
-            AdminOpenError::Unsupported(why) => f.write_str(why),
         }
     }
 }
@@ -210,8 +213,12 @@ pub fn open_admin(
     let path = match uri {
         DatabaseUri::Sqlite(p) => p.clone(),
         DatabaseUri::Memory => return Err(AdminOpenError::InMemory),
-        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => {
-            return Err(AdminOpenError::Unsupported(not_built_in(uri)))
+        DatabaseUri::Mysql(server) | DatabaseUri::Postgresql(server) => {
+            let params = server_params(server).map_err(|cause| AdminOpenError::Open {
+                place: server.to_string(),
+                cause,
+            })?;
+            return open_server_admin(&params, access);
         }
     };
     let place = path.display().to_string();
@@ -251,21 +258,30 @@ pub fn side_files(database: &Path) -> Vec<PathBuf> {
     ]
 }
 
-/// The SQLite location of `uri`; None for an engine not built in yet.
-fn location(uri: &DatabaseUri) -> Option<Location> {
-    match uri {
-        DatabaseUri::Sqlite(path) => Some(Location::File(path.clone())),
-        DatabaseUri::Memory => Some(Location::Memory),
-        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => None,
-    }
+/// The driver's parameters for a server `sqluri`; what it cannot honour (TLS) is
+/// refused here, before any connection.
+pub fn server_params(uri: &ServerUri) -> DbResult<ServerParams> {
+    ServerParams::from_uri(uri).map_err(|why| DbError::Backend(why.into()))
 }
 
-/// Why a database server named by `sqluri` cannot be used yet (the password hidden).
-pub fn not_built_in(uri: &DatabaseUri) -> String {
-    format!(
-        "{} support is not built in yet (sqluri = {uri}): use an SQLite sqluri for now",
-        uri.engine_name()
-    )
+/// Every problem `serve` would have with a server `sqluri` (options it cannot
+/// honour, the connection, privileges on the tables), found without changing
+/// anything; empty when there is none.
+pub fn server_problems(uri: &ServerUri) -> Vec<String> {
+    let params = match ServerParams::from_uri(uri) {
+        Ok(p) => p,
+        Err(why) => return vec![why],
+    };
+    let mut conn = match sql::connect(&params) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot connect to {}: {e}", params.place())],
+    };
+    sql::schema::privilege_problems(conn.as_mut()).unwrap_or_else(|e| {
+        vec![format!(
+            "cannot check the privileges on {}: {e}",
+            params.place()
+        )]
+    })
 }
 
 struct SqliteReplay(PathBuf);

@@ -1,7 +1,8 @@
 //! The database as `serve` will open it: SQLite opens the file read-write,
 //! creating it if missing, and creates `-wal` and `-shm` files beside it, so
 //! the directory must exist and be writable, and every file already there must
-//! be readable and writable. Nothing is created or opened for writing here.
+//! be readable and writable. A database server is connected to and its
+//! privileges probed instead. Nothing is created or changed here.
 
 use std::ffi::CString;
 use std::fs;
@@ -29,8 +30,8 @@ pub fn database_problems(uri: &DatabaseUri) -> Vec<String> {
     let path = match uri {
         DatabaseUri::Sqlite(path) => path,
         DatabaseUri::Memory => return Vec::new(),
-        DatabaseUri::Mysql(_) | DatabaseUri::Postgresql(_) => {
-            return vec![crate::db::not_built_in(uri)]
+        DatabaseUri::Mysql(server) | DatabaseUri::Postgresql(server) => {
+            return crate::db::server_problems(server)
         }
     };
     let who = current_user();

@@ -14,6 +14,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::{EngineOptions, PgSslMode, ServerHost, ServerUri};
+
 use crate::db::{DbError, DbResult};
 use crate::uid::Uid;
 
@@ -36,8 +38,14 @@ pub enum Host {
         /// Port.
         port: Option<u16>,
     },
-    /// A unix socket: the socket file (MySQL) or its directory (PostgreSQL).
-    Unix(PathBuf),
+    /// A unix socket: the socket file (MySQL) or its directory (PostgreSQL, whose
+    /// socket file is named for `port`).
+    Unix {
+        /// The socket file or directory.
+        path: PathBuf,
+        /// PostgreSQL: the port naming the socket file (`None`: 5432).
+        port: Option<u16>,
+    },
 }
 
 /// Everything needed to reach one database on a server.
@@ -58,86 +66,76 @@ pub struct ServerParams {
     pub charset: Option<String>,
     /// How long connecting may take (`None`: 10 s).
     pub connect_timeout: Option<Duration>,
-    /// Other `?key=value` options of the URI, kept for the log; not interpreted.
-    pub options: Vec<(String, String)>,
+    /// PostgreSQL `application_name` (`None`: syncserver-fcgi).
+    pub application_name: Option<String>,
+    /// PostgreSQL `options`, sent to the server at connect (e.g. `-c search_path=sync`).
+    pub server_options: Option<String>,
 }
 
 /// The default connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ServerParams {
-    /// Parses `mysql://user:pw@host:port/db?charset=…` or
-    /// `postgresql://user:pw@host:port/db` (also `pymysql://`, `mysql+pymysql://`,
-    /// `postgres://`, `postgresql+psycopg2://`); user, password and database are
-    /// percent-decoded; `?unix_socket=/path` (MySQL) or `?host=/dir` (PostgreSQL)
-    /// selects a unix socket. For tests and tools; the server's own `sqluri`
-    /// parsing lives in `crate::config`.
-    pub fn from_url(url: &str) -> Result<ServerParams, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("not a URL: {url}"))?;
-        let engine = if scheme.contains("mysql") {
-            Engine::Mysql
-        } else if scheme.contains("postgres") {
-            Engine::Postgresql
-        } else {
-            return Err(format!("not a MySQL or PostgreSQL URL: {scheme}://"));
-        };
-        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| format!("not UTF-8 after percent-decoding: {s}"))
-        };
-        let (user, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((n, p)) => (Some(decode(n)?), Some(decode(p)?)),
-                None => (Some(decode(u)?), None),
+    /// The driver's view of a `sqluri`. Refused: options that ask for TLS, which
+    /// neither driver is built with here (connecting without it would quietly drop
+    /// the protection the operator asked for).
+    pub fn from_uri(uri: &ServerUri) -> Result<ServerParams, String> {
+        let socket_port = uri.port();
+        let host = match &uri.host {
+            ServerHost::Tcp { host, port } => Host::Tcp {
+                host: host.clone(),
+                port: *port,
             },
-            None => (None, None),
+            ServerHost::Unix(path) => Host::Unix {
+                path: path.clone(),
+                port: socket_port,
+            },
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| format!("bad port: {p}"))?;
-                (h, Some(port))
-            }
-            _ => (hostport, None),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         let mut params = ServerParams {
-            engine,
-            host: Host::Tcp {
-                host: if host.is_empty() {
-                    "localhost".into()
-                } else {
-                    decode(host)?
-                },
-                port,
-            },
-            user,
-            password,
-            database: decode(path)?,
+            engine: Engine::Mysql,
+            host,
+            user: uri.user.clone(),
+            password: uri.password.as_ref().map(|p| p.expose().to_string()),
+            database: uri.database.clone(),
             charset: None,
             connect_timeout: None,
-            options: Vec::new(),
+            application_name: None,
+            server_options: None,
         };
-        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            match &*k {
-                "charset" => params.charset = Some(v.into_owned()),
-                "connect_timeout" => {
-                    let secs: u64 = v.parse().map_err(|_| format!("bad connect_timeout: {v}"))?;
-                    params.connect_timeout = Some(Duration::from_secs(secs));
+        let no_tls = |given: &[(String, String)]| match given.first() {
+            Some((key, _)) => Err(format!(
+                "{key} asks for TLS to the database server, which this build cannot do: \
+                 connect over a unix socket or a private network and drop the ssl options"
+            )),
+            None => Ok(()),
+        };
+        match &uri.options {
+            EngineOptions::Mysql(o) => {
+                no_tls(&o.tls)?;
+                params.charset = o.charset.map(|c| c.as_str().to_string());
+                params.connect_timeout = o.connect_timeout.map(Duration::from_secs);
+            }
+            EngineOptions::Postgresql(o) => {
+                no_tls(&o.tls)?;
+                if let Some(
+                    mode @ (PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull),
+                ) = o.sslmode
+                {
+                    return Err(format!(
+                        "sslmode={} asks for TLS to the database server, which this build \
+                         cannot do: use sslmode=prefer or disable over a unix socket or a \
+                         private network",
+                        mode.as_str()
+                    ));
                 }
-                "unix_socket" | "host" if v.starts_with('/') => {
-                    params.host = Host::Unix(PathBuf::from(&*v))
-                }
-                _ => params.options.push((k.into_owned(), v.into_owned())),
+                params.engine = Engine::Postgresql;
+                // libpq: 0 means wait forever; a worker must not.
+                params.connect_timeout = o
+                    .connect_timeout
+                    .filter(|&t| t > 0)
+                    .map(Duration::from_secs);
+                params.application_name = o.application_name.clone();
+                params.server_options = o.options.clone();
             }
         }
         Ok(params)
@@ -159,7 +157,7 @@ impl ServerParams {
                 let port = port.map(|p| format!(":{p}")).unwrap_or_default();
                 format!("{scheme}://{user}{host}{port}/{}", self.database)
             }
-            Host::Unix(path) => format!(
+            Host::Unix { path, .. } => format!(
                 "{scheme}://{user}localhost/{} (socket {})",
                 self.database,
                 path.display()
@@ -329,9 +327,18 @@ pub fn connect(params: &ServerParams) -> DbResult<Box<dyn Conn>> {
 mod tests {
     use super::*;
 
+    fn params(uri: &str) -> ServerParams {
+        match crate::config::DatabaseUri::parse(uri).unwrap() {
+            crate::config::DatabaseUri::Mysql(u) | crate::config::DatabaseUri::Postgresql(u) => {
+                ServerParams::from_uri(&u).unwrap()
+            }
+            other => panic!("not a server: {other}"),
+        }
+    }
+
     #[test]
-    fn urls() {
-        let p = ServerParams::from_url("postgresql://sync:p%40w@127.0.0.1:5433/db%2Dx").unwrap();
+    fn from_sqluri() {
+        let p = params("postgresql://sync:p%40w@127.0.0.1:5433/db%2Dx?application_name=a");
         assert_eq!(p.engine, Engine::Postgresql);
         assert_eq!(
             p.host,
@@ -345,31 +352,65 @@ mod tests {
             (Some("sync"), Some("p@w"))
         );
         assert_eq!(p.database, "db-x");
+        assert_eq!(p.application_name.as_deref(), Some("a"));
         assert_eq!(p.place(), "postgresql://sync@127.0.0.1:5433/db-x");
-        let m = ServerParams::from_url(
-            "pymysql://u@localhost/sync?charset=utf8&unix_socket=/run/my.sock&x=1",
-        )
-        .unwrap();
+        let m = params("pymysql://u@localhost/sync?charset=utf8&unix_socket=/run/my.sock");
         assert_eq!(m.engine, Engine::Mysql);
-        assert_eq!(m.host, Host::Unix("/run/my.sock".into()));
-        assert_eq!(m.charset.as_deref(), Some("utf8"));
-        assert_eq!(m.options, vec![("x".to_string(), "1".to_string())]);
-        assert!(ServerParams::from_url("sqlite:///x").is_err());
+        assert_eq!(
+            m.host,
+            Host::Unix {
+                path: "/run/my.sock".into(),
+                port: None
+            }
+        );
+        assert_eq!(m.charset.as_deref(), Some("utf8mb3"));
+        let s = params("postgresql:///sync?host=/run/pg&port=5433");
+        assert_eq!(
+            s.host,
+            Host::Unix {
+                path: "/run/pg".into(),
+                port: Some(5433)
+            }
+        );
+    }
+
+    #[test]
+    fn tls_is_refused_not_dropped() {
+        for uri in [
+            "postgresql://u@h/db?sslmode=require",
+            "postgresql://u@h/db?sslrootcert=/ca.pem",
+            "mysql://u@h/db?ssl_ca=/ca.pem",
+        ] {
+            let (crate::config::DatabaseUri::Mysql(u) | crate::config::DatabaseUri::Postgresql(u)) =
+                crate::config::DatabaseUri::parse(uri).unwrap()
+            else {
+                panic!("{uri}")
+            };
+            let err = ServerParams::from_uri(&u).unwrap_err();
+            assert!(err.contains("TLS"), "{uri}: {err}");
+        }
+        params("postgresql://u@h/db?sslmode=prefer");
     }
 
     /// The servers named by `SYNCSERVER_TEST_MYSQL` / `SYNCSERVER_TEST_POSTGRESQL`
-    /// (URIs without a database), when set.
+    /// (URIs without a database), when set, each on its maintenance database.
     pub(crate) fn servers() -> Vec<ServerParams> {
-        ["SYNCSERVER_TEST_MYSQL", "SYNCSERVER_TEST_POSTGRESQL"]
-            .iter()
-            .filter_map(|var| match std::env::var(var) {
-                Ok(url) => Some(ServerParams::from_url(&url).expect(var)),
-                Err(_) => {
-                    eprintln!("SKIP {var} not set: no live test of that engine");
-                    None
-                }
-            })
-            .collect()
+        [
+            ("SYNCSERVER_TEST_MYSQL", "mysql"),
+            ("SYNCSERVER_TEST_POSTGRESQL", "postgres"),
+        ]
+        .iter()
+        .filter_map(|(var, maintenance)| match std::env::var(var) {
+            Ok(url) => {
+                let base = url.split('?').next().unwrap_or(&url).trim_end_matches('/');
+                Some(params(&format!("{base}/{maintenance}")))
+            }
+            Err(_) => {
+                eprintln!("SKIP {var} not set: no live test of that engine");
+                None
+            }
+        })
+        .collect()
     }
 
     /// Values travel both ways, and a connection killed under us is `Unavailable`

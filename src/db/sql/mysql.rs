@@ -45,7 +45,7 @@ impl MyConn {
                     .ip_or_hostname(Some(host.clone()))
                     .tcp_port(port.unwrap_or(3306));
             }
-            Host::Unix(path) => {
+            Host::Unix { path, .. } => {
                 opts = opts.socket(Some(path.to_string_lossy().into_owned()));
             }
         }

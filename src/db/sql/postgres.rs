@@ -35,8 +35,8 @@ impl PgConn {
             Host::Tcp { host, port } => {
                 config.host(host).port(port.unwrap_or(5432));
             }
-            Host::Unix(dir) => {
-                config.host_path(dir);
+            Host::Unix { path, port } => {
+                config.host_path(path).port(port.unwrap_or(5432));
             }
         }
         if let Some(user) = &p.user {
@@ -53,8 +53,11 @@ impl PgConn {
         };
         config
             .dbname(database)
-            .application_name("syncserver-fcgi")
+            .application_name(p.application_name.as_deref().unwrap_or("syncserver-fcgi"))
             .connect_timeout(p.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
+        if let Some(options) = &p.server_options {
+            config.options(options);
+        }
         let mut client = config.connect(NoTls).map_err(classify)?;
         client.batch_execute(SESSION).map_err(classify)?;
         Ok(PgConn {

@@ -211,6 +211,66 @@ pub fn present(c: &mut dyn Conn) -> DbResult<bool> {
     Ok(exists(c, "bso")? && exists(c, "users")?)
 }
 
+/// The tables serving writes, each with a column to name in an UPDATE.
+const WRITTEN: &[(&str, &str)] = &[
+    ("collections", "name"),
+    ("user_collections", "userid"),
+    ("batch_uploads", "userid"),
+    ("bso", "userid"),
+    ("batch_upload_items", "userid"),
+    ("users", "uid"),
+    ("syncserver_fcgi_meta", "name"),
+    ("syncserver_fcgi_deleted_uids", "uid"),
+    ("syncserver_fcgi_revoked_uids", "uid"),
+    ("syncserver_fcgi_locks", "k"),
+];
+
+/// What serving would be refused on this database, found without changing a row:
+/// each table there is read, inserted into, updated and deleted from by statements
+/// that match nothing; tables still to be created need the right to create one,
+/// tried with a probe table that is dropped at once. Empty when all is well.
+pub fn privilege_problems(c: &mut dyn Conn) -> DbResult<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut missing = Vec::new();
+    for (table, column) in WRITTEN {
+        if *table == "syncserver_fcgi_locks" && c.engine() != Engine::Mysql {
+            continue;
+        }
+        if !exists(c, table)? {
+            missing.push(*table);
+            continue;
+        }
+        for (verb, sql) in [
+            ("SELECT", format!("SELECT * FROM {table} WHERE 1 = 0")),
+            (
+                "INSERT",
+                format!("INSERT INTO {table} SELECT * FROM {table} WHERE 1 = 0"),
+            ),
+            (
+                "UPDATE",
+                format!("UPDATE {table} SET {column} = {column} WHERE 1 = 0"),
+            ),
+            ("DELETE", format!("DELETE FROM {table} WHERE 1 = 0")),
+        ] {
+            if let Err(e) = c.batch(&sql) {
+                problems.push(format!("{verb} on {table} is refused: {e}"));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let probe = "syncserver_fcgi_probe";
+        let created = c.batch(&format!("CREATE TABLE {probe} (x INTEGER)"));
+        match created {
+            Ok(()) => c.batch(&format!("DROP TABLE {probe}"))?,
+            Err(e) => problems.push(format!(
+                "the tables {} are missing and cannot be created here: {e}",
+                missing.join(", ")
+            )),
+        }
+    }
+    Ok(problems)
+}
+
 /// Creates what is missing and upgrades old layouts, under the engine's schema
 /// lock; returns what changed, for the log.
 pub fn ensure(c: &mut dyn Conn) -> DbResult<Vec<String>> {
