@@ -53,7 +53,10 @@ fn engines(case: &str) -> Vec<TestDb> {
         _server: None,
         params: None,
     }];
-    for (engine, kind) in [(Engine::Mysql, Kind::Mysql), (Engine::Postgresql, Kind::Postgresql)] {
+    for (engine, kind) in [
+        (Engine::Mysql, Kind::Mysql),
+        (Engine::Postgresql, Kind::Postgresql),
+    ] {
         let Some(db) = TestDatabase::create(engine, case) else {
             continue;
         };
@@ -920,5 +923,51 @@ fn a_held_user_lock_is_busy_not_an_error() {
         holder.rollback().unwrap();
         db.post_bsos(ctx(9, "c"), &[item("b", Some("x"), None, None)])
             .unwrap();
+    }
+}
+
+/// `?unix_socket=` (MySQL) and `?host=/dir` (PostgreSQL) reach the same database as TCP:
+/// tables made over the socket are found over TCP. MariaDB's socket account is the private
+/// instance's administrator (the OS user, by unix_socket authentication); PostgreSQL's is
+/// `sync` (with its password, which the socket does not ask for).
+#[test]
+fn unix_sockets() {
+    for t in engines("socket") {
+        let (var, uri) = match t.kind {
+            Kind::Sqlite => continue,
+            Kind::Mysql => ("SYNCSERVER_TEST_MYSQL_SOCKET", "mysql"),
+            Kind::Postgresql => ("SYNCSERVER_TEST_POSTGRESQL_SOCKET", "postgresql"),
+        };
+        let socket = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+        let params = t.params.as_ref().unwrap();
+        let uri = match t.kind {
+            Kind::Mysql => {
+                let me = std::process::Command::new("id")
+                    .arg("-un")
+                    .output()
+                    .unwrap();
+                let me = String::from_utf8(me.stdout).unwrap();
+                format!(
+                    "{uri}://{}@localhost/{}?unix_socket={socket}",
+                    me.trim(),
+                    params.database
+                )
+            }
+            _ => {
+                let syncserver_fcgi::db::Host::Tcp { port, .. } = &params.host else {
+                    panic!("the test server is reached over TCP");
+                };
+                format!(
+                    "{uri}://sync@/{}?host={socket}&port={}",
+                    params.database,
+                    port.unwrap()
+                )
+            }
+        };
+        let over_socket = DatabaseUri::parse(&uri).unwrap();
+        let created = open(&over_socket, 1).unwrap_or_else(|e| panic!("{uri}: {e}"));
+        assert!(!created.changes.is_empty(), "{:?}", t.kind);
+        drop(created);
+        assert!(t.open(1).changes.is_empty(), "{:?}", t.kind);
     }
 }

@@ -128,9 +128,11 @@ pub fn database_size(engine: Engine) -> &'static str {
 /// Whether a table exists in the current database/schema (one parameter: its name).
 pub fn table_exists(engine: Engine) -> &'static str {
     match engine {
+        // The catalog, not information_schema, which hides tables this user holds no
+        // privilege on (then we would try to create them and fail on "already exists").
         Engine::Postgresql => {
-            "SELECT 1 FROM information_schema.tables
-             WHERE table_schema = current_schema() AND table_name = ?"
+            "SELECT 1 FROM pg_catalog.pg_tables
+             WHERE schemaname = current_schema() AND tablename = ?t"
         }
         Engine::Mysql => {
             "SELECT 1 FROM information_schema.tables
@@ -143,8 +145,10 @@ pub fn table_exists(engine: Engine) -> &'static str {
 pub fn column_exists(engine: Engine) -> &'static str {
     match engine {
         Engine::Postgresql => {
-            "SELECT 1 FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = ? AND column_name = ?"
+            "SELECT 1 FROM pg_catalog.pg_attribute a
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+             WHERE c.relnamespace = current_schema()::regnamespace
+               AND c.relname = ?t AND a.attname = ?t AND NOT a.attisdropped"
         }
         Engine::Mysql => {
             "SELECT 1 FROM information_schema.columns
