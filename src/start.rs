@@ -206,7 +206,7 @@ pub fn build(
                 authenticator = authenticator.with_replay_store(shared);
             }
             Err(e) => log::error!(
-                "cannot open the replay file {place} ({e}): each process keeps its own Hawk nonces, so a replay sent to another process is not caught; make the database directory writable"
+                "cannot open the replay file {place} ({e}): each process keeps its own Hawk nonces, so a replay sent to another process is not caught; make that place writable by the serving user"
             ),
         }
     }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::client_auth::{hawk_header, Signed};
+use common::engines::{test_engine, Engine, TestDatabase};
 use common::fcgi_client::CgiResponse;
 use common::{hdr, now, Server, User};
 
@@ -164,11 +165,24 @@ fn skewed_client_clocks_work_but_requests_outside_the_tokens_window_do_not() {
 #[test]
 fn a_request_accepted_by_one_process_is_a_replay_for_every_other() {
     // Two processes on one database, each with its socket on stdin, as mod_fcgid runs them.
+    // On a server engine (SYNCSERVER_TEST_ENGINE) there is no database file to keep the
+    // nonces beside: they share a file of their own (dropped after the servers).
+    let server_db = match test_engine() {
+        Engine::Sqlite => None,
+        engine => match TestDatabase::create(engine, "replay") {
+            Some(d) => Some(d),
+            None => return,
+        },
+    };
+    let sqluri = server_db
+        .as_ref()
+        .map(|d| format!("sqluri = {}\n", d.uri))
+        .unwrap_or_default();
     let dir = common::TempDir::new();
     std::fs::write(
         dir.join("syncserver.ini"),
         format!(
-            "[syncserver]\npublic_url = {}\nsecret = {}\n",
+            "[syncserver]\npublic_url = {}\nsecret = {}\n{sqluri}",
             common::PUBLIC_URL,
             common::SECRET
         ),
@@ -208,8 +222,19 @@ fn a_request_accepted_by_one_process_is_a_replay_for_every_other() {
     assert_eq!(stale.status, 401);
     let (fresh, _) = send_at(&second, &user, "GET", "/info/collections", b"", t, "new");
     assert_eq!(fresh.status, 200);
-    assert!(
-        dir.join("syncserver.db-replay").exists(),
-        "the shared replay file sits beside the database"
-    );
+    // Where the nonces are shared: beside a SQLite database, else in a file of the serving
+    // user's own (the test database is dropped, so its file must say which database).
+    let log = std::fs::read_to_string(dir.join("first.sock.log")).expect("log");
+    let shared = log
+        .lines()
+        .find_map(|l| l.split_once("Hawk nonces are shared by every process through "))
+        .map(|(_, place)| place.trim().to_string())
+        .unwrap_or_else(|| panic!("no shared replay state in the log:\n{log}"));
+    match test_engine() {
+        Engine::Sqlite => assert_eq!(
+            shared,
+            dir.join("syncserver.db-replay").display().to_string()
+        ),
+        _ => assert!(std::path::Path::new(&shared).is_file(), "{shared}"),
+    }
 }

@@ -101,6 +101,7 @@ pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
 /// Opens (creating the tables if needed) a MySQL/MariaDB or PostgreSQL database
 /// for serving with up to `workers` sessions, one connection each.
 pub fn open_server(params: &ServerParams, workers: usize) -> DbResult<Opened> {
+    let replay = RuntimeReplay(params.place());
     let params = Arc::new(params.clone());
     let (first, changes) = sql::prepare(Arc::clone(&params))?;
     let opener: Opener = Box::new(move || {
@@ -112,9 +113,7 @@ pub fn open_server(params: &ServerParams, workers: usize) -> DbResult<Opened> {
         opener,
         guard: None,
         changes,
-        // Not yet: replay state shared through the database server (each process
-        // keeps its own guard meanwhile).
-        shared_replay: None,
+        shared_replay: Some(Box::new(replay)),
     })
 }
 
@@ -284,6 +283,70 @@ pub fn server_problems(uri: &ServerUri) -> Vec<String> {
     })
 }
 
+/// Replay state for a server engine: there is no database file to keep it beside, so
+/// it lives in a SQLite file on this machine, named for the database, in a directory
+/// of the serving user's own (tmpfs where there is one: nonces live two minutes).
+/// Every process of that user on this machine shares it, which is what mod_fcgid
+/// and socket activation need; other machines serving the same database keep their
+/// own (see the README's Database engines).
+struct RuntimeReplay(String);
+
+impl RuntimeReplay {
+    fn path(&self) -> Result<PathBuf, String> {
+        let base = Path::new("/dev/shm");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        let dir = base.join(format!("syncserver-fcgi-{euid}"));
+        private_dir(&dir, euid)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
+        let name: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(dir.join(format!("{name}-replay")))
+    }
+}
+
+/// Creates `dir` (mode 0700), or accepts it only if it is a real directory of `euid`'s
+/// that nobody else can write: another local user must not be able to plant a file
+/// (or a link) where our nonces go.
+fn private_dir(dir: &Path, euid: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not a directory of uid {euid}'s that only it can write",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+impl SharedReplayOpener for RuntimeReplay {
+    fn place(&self) -> String {
+        match self.path() {
+            Ok(p) => p.display().to_string(),
+            Err(_) => format!("a file for {}", self.0),
+        }
+    }
+    fn open(&self, limits: ReplayLimits) -> Result<Box<dyn ReplayStore>, String> {
+        let path = self.path()?;
+        SharedReplay::open(&path, limits)
+            .map(|s| Box::new(s) as Box<dyn ReplayStore>)
+            .map_err(|e| e.to_string())
+    }
+}
+
 struct SqliteReplay(PathBuf);
 
 impl SharedReplayOpener for SqliteReplay {
@@ -294,5 +357,36 @@ impl SharedReplayOpener for SqliteReplay {
         SharedReplay::open(&self.0, limits)
             .map(|s| Box::new(s) as Box<dyn ReplayStore>)
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replay_dir_must_be_private() {
+        let base = std::env::temp_dir().join(format!("sfcgi-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir(&base).unwrap();
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let dir = base.join("mine");
+        private_dir(&dir, me).unwrap();
+        private_dir(&dir, me).unwrap();
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(private_dir(&dir, me + 1).is_err(), "someone else's");
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_dir(&open, me).is_err(), "writable by others");
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(private_dir(&link, me).is_err(), "a link");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
