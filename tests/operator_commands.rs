@@ -168,7 +168,7 @@ fn purge_removes_exactly_what_it_should() {
     let day_ms = 86_400_000;
     insert_user(c, 1, &format!("aaa@{FXA}"), now * 1000 - 30 * day_ms, None);
     insert_user(
-        &c,
+        c,
         2,
         &format!("bbb@{FXA}"),
         now * 1000 - 30 * day_ms,
@@ -208,7 +208,7 @@ fn purge_removes_exactly_what_it_should() {
     // compares whole seconds of the server's clock (a GET's 404 comes up to a second
     // earlier, so polling the API is not enough), and tests cannot advance that clock.
     std::thread::sleep(Duration::from_millis(2100));
-    let uc1 = uc_count(&c, 1);
+    let uc1 = uc_count(c, 1);
     assert!(uc1 >= 2, "uid 1 has bookmarks and history");
 
     // Default grace period: only what expired days ago, plus the removed account.
@@ -217,7 +217,7 @@ fn purge_removes_exactly_what_it_should() {
     assert_eq!(v["removed_uid_collections"], 1, "{v}");
     assert_eq!(v["removed_uid_batch_rows"], 0, "{v}");
     assert_eq!(
-        records(&c),
+        records(c),
         vec![
             rec(1, "a"),
             rec(1, "b"),
@@ -232,27 +232,27 @@ fn purge_removes_exactly_what_it_should() {
     let v = purge_json(&server, &["--grace-period", "0"]);
     assert_purged(&v, 2, 3, 0, 0);
     assert_eq!(
-        records(&c),
+        records(c),
         vec![rec(1, "a"), rec(1, "b"), rec(2, "old"), rec(3, "new")]
     );
-    assert_eq!(count(&c, "SELECT COUNT(*) FROM batch_uploads"), 1);
+    assert_eq!(count(c, "SELECT COUNT(*) FROM batch_uploads"), 1);
     assert_eq!(
         count(
-            &c,
+            c,
             "SELECT COUNT(*) FROM batch_upload_items WHERE id = 'f1'"
         ),
         1
     );
-    assert_eq!(count(&c, "SELECT COUNT(*) FROM batch_upload_items"), 1);
-    assert_eq!(uc_count(&c, 2), 1, "replaced uid kept without --replaced");
+    assert_eq!(count(c, "SELECT COUNT(*) FROM batch_upload_items"), 1);
+    assert_eq!(uc_count(c, 2), 1, "replaced uid kept without --replaced");
 
     // --replaced: the old uid's data goes, its row stays.
     let v = purge_json(&server, &["--grace-period", "0", "--replaced"]);
     assert_purged(&v, 0, 0, 1, 1);
     assert_eq!(v["removed_uid_collections"], 1, "{v}");
-    assert_eq!(records(&c), vec![rec(1, "a"), rec(1, "b"), rec(3, "new")]);
+    assert_eq!(records(c), vec![rec(1, "a"), rec(1, "b"), rec(3, "new")]);
     assert_eq!(
-        table_counts(&c),
+        table_counts(c),
         vec![
             ("bso", 3),
             ("user_collections", uc1 + 1),
@@ -265,7 +265,7 @@ fn purge_removes_exactly_what_it_should() {
     let replaced = c.db_sql("SELECT replaced_at FROM users WHERE uid = 2");
     assert!(replaced.trim().parse::<i64>().is_ok(), "{replaced:?}");
     for uid in [2, 4, 5] {
-        assert_eq!(uc_count(&c, uid), 0, "uid {uid}");
+        assert_eq!(uc_count(c, uid), 0, "uid {uid}");
     }
 
     // Nothing left to do: a second run removes nothing.
@@ -314,7 +314,7 @@ fn purge_in_small_chunks() {
     insert_expiring(c, 1, history, "e", 5000, now_s() - 10);
     let v = purge_json(&server, &["--grace-period", "0", "--chunk", "250"]);
     assert_purged(&v, 5000, 0, 0, 0);
-    assert_eq!(records(&c), vec![rec(1, "live")]);
+    assert_eq!(records(c), vec![rec(1, "live")]);
 }
 
 #[test]
@@ -381,12 +381,12 @@ fn purge_while_serving_and_twice_at_once() {
     }
     assert!(seen.len() >= 20, "{} requests", seen.len());
     assert_eq!(
-        count(&c, "SELECT COUNT(*) FROM bso WHERE userid = 10"),
+        count(c, "SELECT COUNT(*) FROM bso WHERE userid = 10"),
         0,
         "all expired rows gone"
     );
-    assert_eq!(count(&c, "SELECT COUNT(*) FROM bso WHERE userid = 9"), 1);
-    let live = count(&c, "SELECT COUNT(*) FROM bso WHERE userid = 1");
+    assert_eq!(count(c, "SELECT COUNT(*) FROM bso WHERE userid = 9"), 1);
+    let live = count(c, "SELECT COUNT(*) FROM bso WHERE userid = 1");
     assert_eq!(live, (seen.len() as i64 / 2).min(50));
 }
 
@@ -486,7 +486,7 @@ fn users_delete_by_uid_account_and_email() {
                   + (SELECT COUNT(*) FROM user_collections WHERE userid = {uid})"
         ))
     };
-    let before = table_counts(&c);
+    let before = table_counts(c);
 
     // Refused at the prompt, or no answer at all: nothing happens.
     for answer in ["n\n", "", "whatever\n"] {
@@ -495,13 +495,13 @@ fn users_delete_by_uid_account_and_email() {
         assert!(err.contains("[y/N]"), "{err}");
         assert!(err.contains(&format!("acct1@{FXA}")), "{err}");
         assert!(err.contains("not deleted"), "{err}");
-        assert_eq!(table_counts(&c), before);
+        assert_eq!(table_counts(c), before);
     }
     // Unknown accounts: a clear message, nothing changed.
     for target in ["nobody", "999", "acct1@elsewhere"] {
         let err = fails(&cli(&server, &["users", "delete", target, "--yes"]));
         assert!(err.contains("no account matches"), "{target}: {err}");
-        assert_eq!(table_counts(&c), before);
+        assert_eq!(table_counts(c), before);
     }
 
     // "y" on stdin, by uid.
@@ -523,7 +523,7 @@ fn users_delete_by_uid_account_and_email() {
 
     // Only uid 6 is left, untouched.
     assert_eq!(
-        table_counts(&c),
+        table_counts(c),
         vec![
             ("bso", 2),
             ("user_collections", 2),

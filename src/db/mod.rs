@@ -94,9 +94,9 @@ impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DbError::Busy => write!(f, "database is locked by another writer"),
-            DbError::Unwritable(e) => write!(f, "database cannot be written: {e}"),
-            DbError::Unavailable(e) => write!(f, "database unavailable: {e}"),
-            DbError::Backend(e) => write!(f, "database error: {e}"),
+            DbError::Unwritable(e) => write!(f, "database cannot be written: {}", causes(e)),
+            DbError::Unavailable(e) => write!(f, "database unavailable: {}", causes(e)),
+            DbError::Backend(e) => write!(f, "database error: {}", causes(e)),
             DbError::UnstorableText(why) => write!(f, "text the database cannot store: {why}"),
             DbError::NoSession { sessions, waited } => write!(
                 f,
@@ -117,6 +117,23 @@ impl std::fmt::Display for DbError {
             }
         }
     }
+}
+
+/// A driver's error with the causes it wraps: the PostgreSQL driver's own text is
+/// often only "error connecting to server", the reason (connection refused, password
+/// authentication failed) is its source.
+fn causes(e: &Cause) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl std::error::Error for DbError {
