@@ -237,10 +237,7 @@ fn purge_removes_exactly_what_it_should() {
     );
     assert_eq!(count(c, "SELECT COUNT(*) FROM batch_uploads"), 1);
     assert_eq!(
-        count(
-            c,
-            "SELECT COUNT(*) FROM batch_upload_items WHERE id = 'f1'"
-        ),
+        count(c, "SELECT COUNT(*) FROM batch_upload_items WHERE id = 'f1'"),
         1
     );
     assert_eq!(count(c, "SELECT COUNT(*) FROM batch_upload_items"), 1);
