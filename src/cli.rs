@@ -114,7 +114,11 @@ Writes a consistent copy of the live database to FILE (which must not exist)
 with SQLite's online backup, while the server keeps serving. The copy is
 integrity-checked and self-contained. To restore: stop the server, replace the
 database file with the copy, delete any syncserver.db-wal and -shm files beside
-it, start the server.";
+it, start the server.
+
+On MySQL/MariaDB or PostgreSQL (sqluri = pymysql://..., postgresql://...), backup
+copies nothing: it prints the exact mariadb-dump or pg_dump command that writes
+FILE (the tool asks for the password), and exits with status 1.";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {

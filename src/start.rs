@@ -44,6 +44,9 @@ pub fn init_logging(settings: &Settings) {
     });
     let env = env_logger::Env::default().default_filter_or(default);
     let _ = env_logger::Builder::from_env(env)
+        // At debug, the PostgreSQL driver logs every statement's parameters: secrets,
+        // emails, payloads. Logs never carry those, whatever the level (RUST_LOG included).
+        .filter_module("tokio_postgres", log::LevelFilter::Info)
         .format_timestamp_millis()
         .try_init();
     // Panics are bugs: log them once, without backtraces (RUST_BACKTRACE is often

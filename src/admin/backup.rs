@@ -1,4 +1,5 @@
-//! `backup FILE`: a consistent copy of the live database.
+//! `backup FILE`: a consistent copy of the live database (SQLite); on a database server,
+//! the exact dump command of its own tool instead.
 
 use std::path::Path;
 
@@ -8,6 +9,14 @@ use crate::db::DbError;
 
 /// Writes a copy through SQLite's online backup while the server keeps serving.
 pub fn backup(settings: &Settings, target: &Path) -> Result<String, AdminError> {
+    let mut db = open(settings, false)?;
+    // A database server is dumped with its own tool: say exactly how.
+    if let Some(command) = db.dump_command(target) {
+        return Err(AdminError::Refused(format!(
+            "backup copies SQLite databases only; this one is on a database server. Dump it \
+             with the server's own tool (it asks for the password):\n    {command}"
+        )));
+    }
     if !parent_exists(target) {
         return Err(AdminError::Refused(format!(
             "the directory for {} does not exist",
@@ -20,7 +29,6 @@ pub fn backup(settings: &Settings, target: &Path) -> Result<String, AdminError> 
             target.display()
         )));
     }
-    let mut db = open(settings, false)?;
     // The target, not the server's database, is what cannot be written.
     db.backup(target).map_err(|e| match e {
         cause @ DbError::Unwritable(_) => AdminError::Backup {

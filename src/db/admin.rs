@@ -88,4 +88,9 @@ pub trait AdminDb: MetaDb {
     fn stats(&mut self) -> DbResult<Stats>;
     /// A consistent copy of the live database at `target` (online backup).
     fn backup(&mut self, target: &Path) -> DbResult<()>;
+    /// For a database server, which `backup` cannot copy: the engine's own dump command
+    /// that writes `target` (never with the password in it). `None`: `backup` works.
+    fn dump_command(&self, _target: &Path) -> Option<String> {
+        None
+    }
 }

@@ -94,9 +94,9 @@ impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DbError::Busy => write!(f, "database is locked by another writer"),
-            DbError::Unwritable(e) => write!(f, "database cannot be written: {}", Chain(&**e)),
-            DbError::Unavailable(e) => write!(f, "database unavailable: {}", Chain(&**e)),
-            DbError::Backend(e) => write!(f, "database error: {}", Chain(&**e)),
+            DbError::Unwritable(e) => write!(f, "database cannot be written: {}", causes(e)),
+            DbError::Unavailable(e) => write!(f, "database unavailable: {}", causes(e)),
+            DbError::Backend(e) => write!(f, "database error: {}", causes(e)),
             DbError::UnstorableText(why) => write!(f, "text the database cannot store: {why}"),
             DbError::NoSession { sessions, waited } => write!(
                 f,
@@ -119,25 +119,21 @@ impl std::fmt::Display for DbError {
     }
 }
 
-/// An error with its causes, for the operator: drivers put the useful part in the cause
-/// (rust-postgres says "db error", its source "password authentication failed …").
-struct Chain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut shown = self.0.to_string();
-        f.write_str(&shown)?;
-        let mut next = self.0.source();
-        while let Some(e) = next {
-            let text = e.to_string();
-            if !shown.contains(&text) {
-                write!(f, ": {text}")?;
-                shown = text;
-            }
-            next = e.source();
+/// A driver's error with the causes it wraps: the PostgreSQL driver's own text is
+/// often only "error connecting to server", the reason (connection refused, password
+/// authentication failed) is its source.
+fn causes(e: &Cause) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
         }
-        Ok(())
+        source = s.source();
     }
+    text
 }
 
 impl std::error::Error for DbError {

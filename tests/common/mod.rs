@@ -370,6 +370,56 @@ impl Server {
         })
     }
 
+    /// Runs SQL in its database whatever the engine: the SQLite file (`db_path`), or its
+    /// MySQL/PostgreSQL database ([`Server::sql`]). The output has the same form on every
+    /// engine: one line per row, fields tab-separated, NULL as `NULL`. For tests that must
+    /// run unchanged under `SYNCSERVER_TEST_ENGINE`: write SQL all three engines accept.
+    #[track_caller]
+    pub fn db_sql(&self, statement: &str) -> String {
+        if self.engine != Engine::Sqlite {
+            return self.sql(statement);
+        }
+        let c = rusqlite::Connection::open(self.db_path()).expect("open the SQLite database");
+        c.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        let mut out = String::new();
+        // Each statement in turn (execute_batch would drop the rows of a query); the
+        // tests' SQL has no `;` inside literals.
+        for one in statement
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let mut stmt = c.prepare(one).unwrap_or_else(|e| panic!("{one}: {e}"));
+            let cols = stmt.column_count();
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().unwrap_or_else(|e| panic!("{one}: {e}")) {
+                let fields: Vec<String> = (0..cols)
+                    .map(|i| match row.get_ref(i).expect("column") {
+                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                    })
+                    .collect();
+                out.push_str(&fields.join("\t"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The single integer a query returns, on any engine ([`Server::db_sql`]).
+    #[track_caller]
+    pub fn db_int(&self, query: &str) -> i64 {
+        let out = self.db_sql(query);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{query}: not one integer: {out:?}"))
+    }
+
     /// The server process id (None once stopped).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

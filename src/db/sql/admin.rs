@@ -239,14 +239,18 @@ impl AdminDb for SqlDb {
         })
     }
 
-    fn backup(&mut self, _target: &Path) -> DbResult<()> {
+    fn backup(&mut self, target: &Path) -> DbResult<()> {
         Err(DbError::Unwritable(
             format!(
-                "{} is a database server: back it up with {}",
+                "{} is a database server: dump it with {}",
                 self.place(),
-                dialect::backup_tool(self.engine())
+                self.dump_command(target).unwrap_or_default()
             )
             .into(),
         ))
+    }
+
+    fn dump_command(&self, target: &Path) -> Option<String> {
+        Some(self.params.dump_command(target))
     }
 }

@@ -166,6 +166,74 @@ impl ServerParams {
     }
 }
 
+impl ServerParams {
+    /// The engine's own dump command for this database, writing `target`, for the
+    /// operator to run: every connection detail is in it except the password, which
+    /// the tool asks for (mariadb-dump: `--password` without a value; pg_dump prompts
+    /// by itself, or reads `~/.pgpass` / `PGPASSWORD`).
+    pub fn dump_command(&self, target: &std::path::Path) -> String {
+        let file = shell_quote(&target.to_string_lossy());
+        let mut args: Vec<String> = Vec::new();
+        let arg = |args: &mut Vec<String>, name: &str, value: &str| {
+            args.push(format!("--{name}={}", shell_quote(value)));
+        };
+        match self.engine {
+            Engine::Postgresql => {
+                args.push("pg_dump --format=custom".into());
+                match &self.host {
+                    Host::Tcp { host, port } => {
+                        arg(&mut args, "host", host);
+                        arg(&mut args, "port", &port.unwrap_or(5432).to_string());
+                    }
+                    Host::Unix { path, port } => {
+                        arg(&mut args, "host", &path.to_string_lossy());
+                        arg(&mut args, "port", &port.unwrap_or(5432).to_string());
+                    }
+                }
+                if let Some(user) = &self.user {
+                    arg(&mut args, "username", user);
+                }
+                // pg_dump asks for a password when the server wants one (no
+                // --password: that would prompt even with ~/.pgpass in place).
+                args.push(format!("--file={file}"));
+                args.push(shell_quote(&self.database));
+            }
+            Engine::Mysql => {
+                // `mysqldump` on MySQL: the same options.
+                args.push("mariadb-dump --single-transaction".into());
+                match &self.host {
+                    Host::Tcp { host, port } => {
+                        arg(&mut args, "host", host);
+                        arg(&mut args, "port", &port.unwrap_or(3306).to_string());
+                    }
+                    Host::Unix { path, .. } => arg(&mut args, "socket", &path.to_string_lossy()),
+                }
+                if let Some(user) = &self.user {
+                    arg(&mut args, "user", user);
+                }
+                if self.password.is_some() {
+                    args.push("--password".into());
+                }
+                args.push(format!("--result-file={file}"));
+                args.push(shell_quote(&self.database));
+            }
+        }
+        args.join(" ")
+    }
+}
+
+/// `s` as one shell word: as it is when that is safe, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// A parameter or a column value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -371,6 +439,28 @@ mod tests {
                 path: "/run/pg".into(),
                 port: Some(5433)
             }
+        );
+    }
+
+    #[test]
+    fn dump_commands_name_everything_but_the_password() {
+        let p = params("postgresql://sync:s3cr%3Bt@db.example:5433/sync%20db");
+        assert_eq!(
+            p.dump_command(std::path::Path::new("/backups/sync.dump")),
+            "pg_dump --format=custom --host=db.example --port=5433 --username=sync \
+             --file=/backups/sync.dump 'sync db'"
+        );
+        let m = params("pymysql://o'neil:s3cr%3Bt@localhost/sync?unix_socket=/run/my.sock");
+        assert_eq!(
+            m.dump_command(std::path::Path::new("it's.sql")),
+            "mariadb-dump --single-transaction --socket=/run/my.sock --user='o'\\''neil' \
+             --password --result-file='it'\\''s.sql' sync"
+        );
+        let n = params("mysql://root@127.0.0.1/sync");
+        assert_eq!(
+            n.dump_command(std::path::Path::new("a.sql")),
+            "mariadb-dump --single-transaction --host=127.0.0.1 --port=3306 --user=root \
+             --result-file=a.sql sync"
         );
     }
 

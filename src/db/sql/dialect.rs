@@ -170,16 +170,6 @@ pub fn after_explicit_uid(engine: Engine) -> Option<&'static str> {
     }
 }
 
-/// How to make a copy of the database: the engine's own tool.
-pub fn backup_tool(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Postgresql => "pg_dump (e.g. `pg_dump -Fc -f sync.dump DBNAME`)",
-        Engine::Mysql => {
-            "mariadb-dump --single-transaction (or mysqldump --single-transaction) DBNAME > sync.sql"
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
