@@ -53,7 +53,10 @@ fn engines(case: &str) -> Vec<TestDb> {
         _server: None,
         params: None,
     }];
-    for (engine, kind) in [(Engine::Mysql, Kind::Mysql), (Engine::Postgresql, Kind::Postgresql)] {
+    for (engine, kind) in [
+        (Engine::Mysql, Kind::Mysql),
+        (Engine::Postgresql, Kind::Postgresql),
+    ] {
         let Some(db) = TestDatabase::create(engine, case) else {
             continue;
         };

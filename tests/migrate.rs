@@ -226,6 +226,23 @@ fn moves_up(engine: Engine) {
         r#"{"payload":"on the new engine"}"#,
     );
     drop(served);
+
+    // An account deleted and purged on the source since is removed from the target.
+    let source_ini = source_dir.join("syncserver.ini");
+    let bob_uid = bob.uid.to_string();
+    ok(&run(&source_ini, &["users", "delete", &bob_uid, "--yes"]));
+    ok(&run(&source_ini, &["purge"]));
+    let gone = |table: &str, column: &str| {
+        count(
+            &target,
+            &format!("SELECT COUNT(*) FROM {table} WHERE {column} = {bob_uid}"),
+        )
+    };
+    assert_eq!(gone("bso", "userid"), 2);
+    let out = ok(&run(&source_ini, &["migrate", "--to", &target.uri]));
+    assert!(out.contains("1 removed"), "{out}");
+    assert_eq!(gone("bso", "userid") + gone("users", "uid"), 0);
+    assert_eq!(gone("syncserver_fcgi_revoked_uids", "uid"), 1);
     drop(source_dir);
 
     // Another SQLite database is refused: the target holds this one's migration.

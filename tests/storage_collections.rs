@@ -647,7 +647,10 @@ fn ttl_expiry_and_partial_updates() {
     let mut by_index = s.get_json("/storage/col?sort=index");
     assert_eq!(by_index[0], "keep");
     let ties = by_index.as_array_mut().unwrap().split_off(1);
-    let mut ties: Vec<String> = ties.iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mut ties: Vec<String> = ties
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     ties.sort();
     assert_eq!(ties, ["long", "short"]);
 

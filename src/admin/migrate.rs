@@ -70,10 +70,12 @@ pub fn migrate(settings: &Settings, to: &str) -> Result<String, AdminError> {
         "  the target holds: {} uid(s), {} collection(s), {} record(s), {} bytes\n",
         report.users, report.collections, report.records, report.bytes
     ));
-    out.push_str(
+    out.push_str(if report.users_copied > 0 {
         "  verified: every uid copied matches the source (users row, collections, record \
-         count and checksum)\n",
-    );
+         count and checksum)\n"
+    } else {
+        "  verified: every uid's source state is the one an earlier run copied and checked\n"
+    });
     out.push_str(&format!(
         "  not copied: {} pending batch upload(s) ({} item(s)): transient, clients upload \
          them again\n",
