@@ -141,7 +141,8 @@ fn moves_up(engine: Engine) {
         r#"{"payload":"first é €","sortindex":5}"#,
     );
     put(&a, "/storage/tabs/t1", r#"{"payload":"tab","ttl":3600}"#);
-    let items: Vec<String> = (0..40)
+    // More records than one multi-row INSERT takes.
+    let items: Vec<String> = (0..250)
         .map(|i| {
             format!(
                 r#"{{"id":"h{i:03}","payload":"visit {i}","sortindex":{}}}"#,
@@ -149,8 +150,10 @@ fn moves_up(engine: Engine) {
             )
         })
         .collect();
-    let r = a.post("/storage/history", &format!("[{}]", items.join(",")));
-    assert_eq!(r.status, 200, "{}", r.text());
+    for chunk in items.chunks(100) {
+        let r = a.post("/storage/history", &format!("[{}]", chunk.join(",")));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
     // A pending batch: transient, not copied.
     let r = a.post(
         "/storage/history?batch=true",
@@ -167,7 +170,7 @@ fn moves_up(engine: Engine) {
         "first migrate into {} took {first_secs:.2} s:\n{out}",
         engine.name()
     );
-    assert!(out.contains("3 uid(s) copied (45 records"), "{out}");
+    assert!(out.contains("3 uid(s) copied (255 records"), "{out}");
     assert!(out.contains("1 pending batch upload(s)"), "{out}");
     let password = target.addr().password.clone();
     assert!(!password.is_empty() && !out.contains(&password), "{out}");
@@ -272,6 +275,10 @@ fn moves_up(engine: Engine) {
         "{err}"
     );
     assert_eq!(count(&foreign, "SELECT COUNT(*) FROM bso"), 1);
+    // Refused before anything was written there.
+    assert!(foreign
+        .try_sql("SELECT COUNT(*) FROM syncserver_fcgi_migration")
+        .is_err());
 }
 
 #[test]
@@ -318,5 +325,47 @@ fn refuses_what_it_cannot_do() {
     assert!(
         !err.contains("topsecretpw") && !err.contains("panicked"),
         "{err}"
+    );
+}
+
+/// MySQL's latin1 tables cannot hold every character SQLite stored: the run stops
+/// naming the uid, with the users before it copied, and no panic.
+#[test]
+fn mysql_names_the_uid_it_cannot_store() {
+    let Some(target) = TestDatabase::create(Engine::Mysql, "latin1") else {
+        return;
+    };
+    let dir = TempDir::new();
+    let file = dir.join("syncserver.db");
+    let source = Server::start_in(
+        dir,
+        ServerSpec {
+            extra_ini: format!("sqluri = sqlite:///{}\n", file.display()),
+            ..ServerSpec::default()
+        },
+    );
+    put(
+        &Session::new(&source, 1),
+        "/storage/forms/a",
+        r#"{"payload":"café €"}"#,
+    );
+    put(
+        &Session::new(&source, 2),
+        "/storage/forms/b",
+        r#"{"payload":"中文"}"#,
+    );
+    let err = fails(&run(&ini(&source), &["migrate", "--to", &target.uri]));
+    assert!(
+        err.contains("copying uid 2") && err.contains("outside latin1"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        count(&target, "SELECT COUNT(*) FROM bso WHERE userid = 1"),
+        1
+    );
+    assert_eq!(
+        count(&target, "SELECT COUNT(*) FROM bso WHERE userid = 2"),
+        0
     );
 }

@@ -183,7 +183,8 @@ pub fn unlimited_statements(engine: Engine) -> &'static [&'static str] {
 pub fn migrate_lock(engine: Engine) -> &'static str {
     match engine {
         Engine::Postgresql => "SELECT CAST(pg_try_advisory_lock(7306587263948212) AS INTEGER)",
-        Engine::Mysql => "SELECT GET_LOCK('syncserver_fcgi_migrate', 0)",
+        // MySQL's lock names are server-wide (and at most 64 characters).
+        Engine::Mysql => "SELECT GET_LOCK(CONCAT('syncserver_fcgi_migrate_', MD5(DATABASE())), 0)",
     }
 }
 

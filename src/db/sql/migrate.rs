@@ -77,16 +77,42 @@ impl Target {
         })
     }
 
-    /// Takes the target for this run (a lock held until the connection closes),
-    /// creates the tables, and says whether it may be written: empty, or holding
-    /// an earlier migration from `source` (then nothing else is checked: users
-    /// copied before are compared with the source one by one).
+    /// Takes the target for this run (a lock held until the connection closes)
+    /// and says whether it may be written: empty, or holding an earlier migration
+    /// from `source` (then nothing else is checked: users copied before are
+    /// compared with the source one by one). Only then are the tables created, as
+    /// `serve` would, with the progress table; a refused target is left as it was.
     pub fn claim(&mut self, source: &str) -> DbResult<Claim> {
         let c = self.conn.as_mut();
         let granted = c.query_row(dialect::migrate_lock(c.engine()), &[])?;
         if granted.map(|r| r.opt_int(0)).transpose()?.flatten() != Some(1) {
             return Ok(Claim::Busy);
         }
+        let from = match exists(c, "syncserver_fcgi_meta")? {
+            true => c
+                .query_row(
+                    "SELECT value FROM syncserver_fcgi_meta WHERE name = ?",
+                    &[MIGRATED_FROM.into()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?,
+            false => None,
+        };
+        let claim = match from {
+            Some(from) if from == source => Claim::Resumed,
+            Some(from) => {
+                return Ok(Claim::Foreign(format!(
+                    "it holds a migration from another database ({from})"
+                )))
+            }
+            None => {
+                let found = data_found(c)?;
+                if !found.is_empty() {
+                    return Ok(Claim::Foreign(format!("it holds {}", found.join(", "))));
+                }
+                Claim::Fresh
+            }
+        };
         schema::ensure(c)?;
         let opts = match c.engine() {
             Engine::Mysql => " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
@@ -94,28 +120,13 @@ impl Target {
         };
         c.batch(&PROGRESS.replace("{opts}", opts))?;
         self.text = text_limit(c)?;
-        let from = c.query_row(
-            "SELECT value FROM syncserver_fcgi_meta WHERE name = ?",
-            &[MIGRATED_FROM.into()],
-        )?;
-        if let Some(row) = from {
-            let from = row.text(0)?;
-            if from == source {
-                return Ok(Claim::Resumed);
-            }
-            return Ok(Claim::Foreign(format!(
-                "it holds a migration from another database ({from})"
-            )));
+        if claim == Claim::Fresh {
+            c.execute(
+                "INSERT INTO syncserver_fcgi_meta (name, value) VALUES (?, ?)",
+                &[MIGRATED_FROM.into(), source.into()],
+            )?;
         }
-        let found = data_found(c)?;
-        if !found.is_empty() {
-            return Ok(Claim::Foreign(format!("it holds {}", found.join(", "))));
-        }
-        c.execute(
-            "INSERT INTO syncserver_fcgi_meta (name, value) VALUES (?, ?)",
-            &[MIGRATED_FROM.into(), source.into()],
-        )?;
-        Ok(Claim::Fresh)
+        Ok(claim)
     }
 
     /// uid → the source state an earlier run copied.
@@ -421,6 +432,13 @@ fn delete_user(c: &mut dyn Conn, uid: i64) -> DbResult<()> {
     Ok(())
 }
 
+fn exists(c: &mut dyn Conn, table: &str) -> DbResult<bool> {
+    Ok(
+        c.query_row(dialect::table_exists(c.engine()), &[table.into()])?
+            .is_some(),
+    )
+}
+
 /// The tables that hold data, each with how many rows it holds (counted up to a
 /// thousand), for a refusal.
 fn data_found(c: &mut dyn Conn) -> DbResult<Vec<String>> {
@@ -434,6 +452,9 @@ fn data_found(c: &mut dyn Conn) -> DbResult<Vec<String>> {
         ("syncserver_fcgi_deleted_uids", "deleted uid(s)"),
         ("syncserver_fcgi_revoked_uids", "revoked uid(s)"),
     ] {
+        if !exists(c, table)? {
+            continue;
+        }
         let n = c
             .query_row(
                 &format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 1001) AS x"),
