@@ -313,6 +313,11 @@ fn refuses_what_it_cannot_do() {
     assert!(err.contains("use `backup`"), "{err}");
     let err = fails(&run(&ini, &["migrate"]));
     assert!(err.contains("migrate needs --to"), "{err}");
+    let help = ok(&run(&ini, &["migrate", "--help"]));
+    for word in ["--to URI", "pymysql://", "run it again", "never printed"] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
+    assert!(ok(&run(&ini, &["help"])).contains("migrate --to URI"));
     // A database that cannot be reached: a clear error, the password never shown.
     rusqlite::Connection::open(dir.join("none.db"))
         .and_then(|c| c.execute_batch("CREATE TABLE t (x INTEGER)"))

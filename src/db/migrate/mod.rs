@@ -19,14 +19,12 @@
 //! copied as they are (the source still holds them; `purge` removes them on
 //! either side).
 //!
-//! The target side (its SQL) is `sql/migrate.rs`; this file reads the source.
+//! The target side (its SQL) is `sql/migrate.rs`; `source.rs` reads the SQLite file,
+//! `checksum.rs` sums up what each side holds.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ring::digest::{Context, SHA256};
-use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sql::migrate::{Claim, Target};
@@ -34,6 +32,13 @@ use super::sql::ServerParams;
 use super::sqlite::{self, map_err, Location};
 use super::DbError;
 use crate::timestamp::now_ms;
+
+mod checksum;
+mod source;
+
+use checksum::fingerprint;
+pub use checksum::{Checksum, Summary};
+use source::{read_shared, scan, text, user_row, USER_SELECT};
 
 /// One `users` row, every column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,84 +88,6 @@ pub struct Shared {
     pub deleted: Vec<(i64, i64)>,
     /// `syncserver_fcgi_revoked_uids`: (uid, revoked_at).
     pub revoked: Vec<(i64, i64)>,
-}
-
-/// A user's records, summed up whatever order they are read in: each row's
-/// digest (collection, id, modified, sortindex, ttl, payload, payload_size) is
-/// kept, and the rows are ordered by (collection, id bytes) in Rust before the
-/// final digest, because the engines order text differently (MySQL's latin1
-/// collation ignores case).
-#[derive(Debug, Default)]
-pub struct Checksum {
-    rows: Vec<(i64, String, [u8; 16])>,
-    bytes: i64,
-}
-
-/// What a [`Checksum`] comes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// Records.
-    pub records: i64,
-    /// Their `payload_size` sum.
-    pub bytes: i64,
-    /// Hex digest over the ordered records.
-    pub digest: String,
-}
-
-impl Checksum {
-    /// Adds one record.
-    pub fn add(&mut self, r: &BsoRow) {
-        let mut ctx = Context::new(&SHA256);
-        for n in [r.collection, r.modified, r.ttl, r.payload_size] {
-            ctx.update(&n.to_be_bytes());
-        }
-        match r.sortindex {
-            Some(s) => {
-                ctx.update(&[1]);
-                ctx.update(&s.to_be_bytes());
-            }
-            None => ctx.update(&[0]),
-        }
-        for text in [&r.id, &r.payload] {
-            ctx.update(&(text.len() as u64).to_be_bytes());
-            ctx.update(text.as_bytes());
-        }
-        let mut short = [0u8; 16];
-        short.copy_from_slice(&ctx.finish().as_ref()[..16]);
-        self.rows.push((r.collection, r.id.clone(), short));
-        self.bytes += r.payload_size;
-    }
-
-    /// The count, bytes and digest.
-    pub fn finish(mut self) -> Summary {
-        self.rows
-            .sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
-        let mut ctx = Context::new(&SHA256);
-        for (_, _, row) in &self.rows {
-            ctx.update(row);
-        }
-        Summary {
-            records: self.rows.len() as i64,
-            bytes: self.bytes,
-            digest: hex(&ctx.finish().as_ref()[..16]),
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// What a uid's source state is, in short: a change to its `users` row, its
-/// collections or its records changes it (every write moves a collection's
-/// timestamp or the record count).
-fn fingerprint(
-    user: Option<&UserRow>,
-    collections: (i64, Option<i64>),
-    records: (i64, Option<i64>),
-) -> String {
-    let text = format!("{user:?}|{collections:?}|{records:?}");
-    hex(&ring::digest::digest(&SHA256, text.as_bytes()).as_ref()[..16])
 }
 
 /// What a run did.
@@ -362,93 +289,6 @@ pub fn migrate(
     Ok(report)
 }
 
-/// Facts about the source that the report mentions.
-struct Facts {
-    batches: i64,
-    batch_items: i64,
-    expired: i64,
-}
-
-/// Every uid of the source (with a `users` row, collections or records) and its
-/// fingerprint, in one read transaction.
-fn scan(conn: &mut Connection) -> rusqlite::Result<(BTreeMap<i64, String>, Facts)> {
-    let tx = conn.transaction()?;
-    let mut users: HashMap<i64, UserRow> = HashMap::new();
-    {
-        let mut st = tx.prepare(&format!("{USER_SELECT} FROM users"))?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let u = user_row(r)?;
-            users.insert(u.uid, u);
-        }
-    }
-    let grouped = |sql: &str| -> rusqlite::Result<HashMap<i64, (i64, Option<i64>)>> {
-        let mut st = tx.prepare(sql)?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
-        rows.collect()
-    };
-    let collections = grouped(
-        "SELECT userid, COUNT(*), MAX(last_modified) FROM user_collections GROUP BY userid",
-    )?;
-    let records = grouped("SELECT userid, COUNT(*), MAX(modified) FROM bso GROUP BY userid")?;
-    let mut uids: Vec<i64> = users.keys().copied().collect();
-    uids.extend(collections.keys());
-    uids.extend(records.keys());
-    let states = uids
-        .into_iter()
-        .map(|uid| {
-            let state = fingerprint(
-                users.get(&uid),
-                collections.get(&uid).copied().unwrap_or((0, None)),
-                records.get(&uid).copied().unwrap_or((0, None)),
-            );
-            (uid, state)
-        })
-        .collect();
-    let count = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0));
-    let facts = Facts {
-        batches: count("SELECT COUNT(*) FROM batch_uploads")?,
-        batch_items: count("SELECT COUNT(*) FROM batch_upload_items")?,
-        expired: tx.query_row(
-            "SELECT COUNT(*) FROM bso WHERE ttl <= ?1",
-            [now_ms() / 1000],
-            |r| r.get(0),
-        )?,
-    };
-    Ok((states, facts))
-}
-
-const USER_SELECT: &str = "SELECT uid, service, email, generation, client_state, created_at,
-                                  replaced_at, keys_changed_at, node";
-
-fn user_row(r: &rusqlite::Row) -> rusqlite::Result<UserRow> {
-    Ok(UserRow {
-        uid: r.get(0)?,
-        service: text(r, 1)?,
-        email: text(r, 2)?,
-        generation: r.get(3)?,
-        client_state: text(r, 4)?,
-        created_at: r.get(5)?,
-        replaced_at: r.get(6)?,
-        keys_changed_at: r.get(7)?,
-        node: match r.get_ref(8)? {
-            ValueRef::Null => None,
-            _ => Some(text(r, 8)?),
-        },
-    })
-}
-
-/// A text column, also when SQLite holds it as a blob (Python 2 could store
-/// bytes), as long as it is UTF-8.
-fn text(r: &rusqlite::Row, i: usize) -> rusqlite::Result<String> {
-    match r.get_ref(i)? {
-        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8(b.to_vec()).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-        }),
-        _ => r.get(i),
-    }
-}
-
 /// What one uid's copy came to.
 struct Copied {
     records: i64,
@@ -586,124 +426,4 @@ fn copy_user(
         dst.rollback();
     }
     written
-}
-
-/// The shared rows, in one read transaction.
-fn read_shared(conn: &mut Connection) -> rusqlite::Result<Shared> {
-    let tx = conn.transaction()?;
-    let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
-        let mut st = tx.prepare(sql)?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
-    };
-    let deleted = pairs("SELECT uid, deleted_at FROM syncserver_fcgi_deleted_uids")?;
-    let revoked = pairs("SELECT uid, revoked_at FROM syncserver_fcgi_revoked_uids")?;
-    let mut collections = Vec::new();
-    {
-        let mut st =
-            tx.prepare("SELECT collectionid, name FROM collections ORDER BY collectionid")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            collections.push((r.get(0)?, text(r, 1)?));
-        }
-    }
-    let mut meta = Vec::new();
-    {
-        let mut st = tx.prepare("SELECT name, value FROM syncserver_fcgi_meta ORDER BY name")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            meta.push((text(r, 0)?, text(r, 1)?));
-        }
-    }
-    Ok(Shared {
-        collections,
-        meta,
-        deleted,
-        revoked,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(collection: i64, id: &str, payload: &str) -> BsoRow {
-        BsoRow {
-            collection,
-            id: id.into(),
-            sortindex: None,
-            modified: 1000,
-            payload: payload.into(),
-            payload_size: payload.len() as i64,
-            ttl: 2_100_000_000,
-        }
-    }
-
-    #[test]
-    fn checksum_ignores_read_order_not_content() {
-        let rows = [row(1, "b", "x"), row(1, "a", "y"), row(2, "a", "zz")];
-        let mut one = Checksum::default();
-        let mut two = Checksum::default();
-        for r in &rows {
-            one.add(r);
-        }
-        for r in rows.iter().rev() {
-            two.add(r);
-        }
-        let (one, two) = (one.finish(), two.finish());
-        assert_eq!(one, two);
-        assert_eq!((one.records, one.bytes), (3, 4));
-        for changed in [
-            BsoRow {
-                sortindex: Some(0),
-                ..row(1, "a", "y")
-            },
-            BsoRow {
-                ttl: 5,
-                ..row(1, "a", "y")
-            },
-            BsoRow {
-                modified: 1010,
-                ..row(1, "a", "y")
-            },
-            row(1, "a", "Y"),
-            row(3, "a", "y"),
-        ] {
-            let mut c = Checksum::default();
-            for r in [&rows[0], &changed, &rows[2]] {
-                c.add(r);
-            }
-            assert_ne!(c.finish().digest, one.digest, "{changed:?}");
-        }
-    }
-
-    #[test]
-    fn fingerprint_sees_every_kind_of_change() {
-        let user = UserRow {
-            uid: 1,
-            service: "sync-1.5".into(),
-            email: "a@b".into(),
-            generation: 1,
-            client_state: "".into(),
-            created_at: 5,
-            replaced_at: None,
-            keys_changed_at: None,
-            node: None,
-        };
-        let base = fingerprint(Some(&user), (2, Some(10)), (5, Some(10)));
-        assert_eq!(base, fingerprint(Some(&user), (2, Some(10)), (5, Some(10))));
-        let replaced = UserRow {
-            replaced_at: Some(7),
-            ..user.clone()
-        };
-        for other in [
-            fingerprint(None, (2, Some(10)), (5, Some(10))),
-            fingerprint(Some(&replaced), (2, Some(10)), (5, Some(10))),
-            fingerprint(Some(&user), (1, Some(10)), (5, Some(10))),
-            fingerprint(Some(&user), (2, Some(20)), (5, Some(10))),
-            fingerprint(Some(&user), (2, Some(10)), (4, Some(10))),
-        ] {
-            assert_ne!(other, base);
-        }
-    }
 }
