@@ -23,6 +23,7 @@ Commands:
   users delete ACCOUNT|UID   delete an account and all its data
   stats          figures about the database
   backup FILE    write a consistent copy of the live database to FILE
+  migrate --to URI  copy the SQLite database into MySQL/MariaDB or PostgreSQL
   secret         print the secret in effect (for an external storage node or a load test)
   help           print this text (`COMMAND --help` for one command)
   version        print the version
@@ -120,6 +121,22 @@ On MySQL/MariaDB or PostgreSQL (sqluri = pymysql://..., postgresql://...), backu
 copies nothing: it prints the exact mariadb-dump or pg_dump command that writes
 FILE (the tool asks for the password), and exits with status 1.";
 
+const MIGRATE_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] migrate --to URI
+
+Copies the server's SQLite database (sqluri in the configuration) into the
+MySQL/MariaDB or PostgreSQL database URI names (any sqluri form, e.g.
+pymysql://USER:PASSWORD@HOST/DB or postgresql://USER:PASSWORD@HOST/DB), which
+must be empty or hold an earlier migration from the same file. Safe while the
+server serves the SQLite file. Copies accounts (same uids), collections and
+records (timestamps, sortindex, ttl and payloads exactly; expired records not
+purged yet too) and the server's stored state (generated secrets, deleted
+accounts); not pending batch uploads, which clients send again. Each account is
+read back and checked against the source. A second run copies only the
+accounts that changed since the first, so the switch is: run it while
+serving, stop the server (or the web server), run it again, set the printed
+sqluri line in the ini, start the server. The password is never printed.";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve {
@@ -179,6 +196,7 @@ const VALUED: &[&str] = &[
     "--http",
     "--grace-period",
     "--chunk",
+    "--to",
 ];
 
 fn split(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Args, CliError> {
@@ -246,6 +264,7 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
         Some("stats") => STATS_HELP,
         Some("backup") => BACKUP_HELP,
         Some("secret") => SECRET_HELP,
+        Some("migrate") => MIGRATE_HELP,
         _ => USAGE,
     };
     if has("--help") || has("-h") || command == "help" {
@@ -256,6 +275,7 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
     let mut purge = PurgeOptions::default();
     let (mut json, mut yes, mut metrics) = (false, false, false);
     let mut as_user = None;
+    let mut to = None;
     for (flag, value) in &flags {
         if matches!(flag.as_str(), "--config" | "-c") {
             config = value.as_ref().map(PathBuf::from);
@@ -315,6 +335,10 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
                 purge.chunk = number(flag, v, 1_000_000)?;
                 command == "purge"
             }
+            "--to" => {
+                to = Some(v.to_string());
+                command == "migrate"
+            }
             "--replaced" => {
                 purge.replaced = true;
                 command == "purge"
@@ -356,9 +380,17 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
             yes,
         }),
         ("backup", [_]) => admin(AdminCommand::Backup(PathBuf::from(&raw_words[1]))),
-        ("serve" | "check-config" | "purge" | "stats" | "users" | "backup" | "secret", _) => {
-            Err(CliError(format!("wrong arguments for {command}\n\n{help}")))
-        }
+        ("migrate", []) => match to {
+            Some(to) => admin(AdminCommand::Migrate { to }),
+            None => Err(CliError(format!(
+                "migrate needs --to URI\n\n{MIGRATE_HELP}"
+            ))),
+        },
+        (
+            "serve" | "check-config" | "purge" | "stats" | "users" | "backup" | "secret"
+            | "migrate",
+            _,
+        ) => Err(CliError(format!("wrong arguments for {command}\n\n{help}"))),
         (other, _) => Err(CliError(format!("unknown command {other:?}"))),
     }
 }
@@ -443,6 +475,23 @@ mod tests {
         assert!(parse(args("stats --bind unix:/x")).is_err());
         assert!(parse(args("users delete")).is_err());
         assert!(parse(args("backup")).is_err());
+        assert!(parse(args("migrate")).is_err());
+        assert!(parse(args("migrate x --to mysql://h/db")).is_err());
+        assert!(parse(args("stats --to mysql://h/db")).is_err());
+        assert_eq!(
+            parse(args("-c a.ini migrate --to postgresql://u:p@h/db")).unwrap(),
+            Command::Admin {
+                config: Some("a.ini".into()),
+                command: AdminCommand::Migrate {
+                    to: "postgresql://u:p@h/db".into()
+                },
+                json: false
+            }
+        );
+        assert_eq!(
+            parse(args("migrate --help")).unwrap(),
+            Command::Help(MIGRATE_HELP)
+        );
         assert_eq!(
             parse(args("check-config -c a.ini")).unwrap(),
             Command::CheckConfig {

@@ -42,6 +42,11 @@ pub enum AdminCommand {
     },
     Stats,
     Backup(PathBuf),
+    /// `migrate --to URI`: copy the SQLite database into a server database.
+    Migrate {
+        /// The target `sqluri`, as given (parsed by the command).
+        to: String,
+    },
     /// `secret`: print the secret in effect.
     Secret {
         /// `--metrics`: the metrics secret instead.

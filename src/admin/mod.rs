@@ -1,10 +1,12 @@
-//! Operator commands: `purge`, `users list|delete`, `stats`, `backup`, `secret`.
+//! Operator commands: `purge`, `users list|delete`, `stats`, `backup`, `secret`,
+//! `migrate`.
 //!
 //! Each works on the same database (and the same `--config`) as the running
 //! server, through the `db::admin` interface, and is safe to run while the
 //! server is serving.
 
 mod backup;
+mod migrate;
 mod purge;
 mod secret;
 mod stats;
@@ -16,11 +18,12 @@ use std::process::ExitCode;
 
 use crate::config::Settings;
 use crate::db::admin::AdminDb;
-use crate::db::{self, AdminAccess, AdminOpenError, DbError};
+use crate::db::{self, AdminAccess, AdminOpenError, DbError, MigrateError};
 use crate::options::AdminCommand;
 use crate::start::load_settings;
 
 pub use backup::backup;
+pub use migrate::migrate;
 pub use purge::{purge, PurgeOptions};
 pub use secret::{secret, stored_secret, SecretError};
 pub use stats::stats;
@@ -50,6 +53,8 @@ pub enum AdminError {
         email: String,
         cause: Box<AdminError>,
     },
+    /// `migrate` stopped (users copied before stay copied; a rerun resumes).
+    Migrate(MigrateError),
     /// The command was not carried out, for the reason given to the operator
     /// (no such account, a file that exists already, a "no" at the prompt).
     Refused(String),
@@ -78,6 +83,7 @@ impl std::fmt::Display for AdminError {
                 "account {email} was removed, but removing its data stopped ({cause}); \
                  run `purge` to finish (it removes the rest)"
             ),
+            AdminError::Migrate(e) => write!(f, "{e}"),
             AdminError::Refused(why) => f.write_str(why),
         }
     }
@@ -101,6 +107,7 @@ impl std::error::Error for AdminError {
             AdminError::Db(e) | AdminError::Backup { cause: e, .. } => Some(e),
             AdminError::Secret(e) => Some(e),
             AdminError::DataLeft { cause, .. } => Some(&**cause),
+            AdminError::Migrate(e) => Some(e),
             AdminError::Refused(_) => None,
         }
     }
@@ -149,6 +156,7 @@ pub fn run(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCode 
         AdminCommand::Stats => stats(&settings, json),
         AdminCommand::Backup(file) => backup(&settings, file),
         AdminCommand::Secret { metrics } => secret(&settings, *metrics),
+        AdminCommand::Migrate { to } => migrate(&settings, to),
     };
     match result {
         Ok(text) => {

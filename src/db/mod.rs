@@ -9,6 +9,7 @@
 //! requests that run at once.
 
 pub mod admin;
+pub mod migrate;
 mod open;
 pub mod pool;
 pub mod sql;
@@ -18,6 +19,7 @@ pub mod users;
 use crate::timestamp::Ms;
 use crate::uid::Uid;
 
+pub use migrate::MigrateError;
 pub use open::{
     open, open_admin, open_server, open_server_admin, server_params, server_problems, side_files,
     AdminAccess, AdminOpenError, Opened, SharedReplayOpener,

@@ -170,6 +170,43 @@ pub fn after_explicit_uid(engine: Engine) -> Option<&'static str> {
     }
 }
 
+/// Lifts the per-statement time limit of our sessions, for `migrate` (one of them
+/// fails: MariaDB knows only the first, MySQL only the second).
+pub fn unlimited_statements(engine: Engine) -> &'static [&'static str] {
+    match engine {
+        Engine::Postgresql => &["SET statement_timeout = 0"],
+        Engine::Mysql => &[
+            "SET SESSION max_statement_time = 0",
+            "SET SESSION max_execution_time = 0",
+        ],
+    }
+}
+
+/// Takes, without waiting, the session lock one `migrate` holds on its target
+/// (one row, one column: 1 when taken); released when the connection closes.
+pub fn migrate_lock(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgresql => "SELECT CAST(pg_try_advisory_lock(7306587263948212) AS INTEGER)",
+        // MySQL's lock names are server-wide (and at most 64 characters).
+        Engine::Mysql => "SELECT GET_LOCK(CONCAT('syncserver_fcgi_migrate_', MD5(DATABASE())), 0)",
+    }
+}
+
+/// Moves the sequence of `table.column` (the Python server's `SERIAL` /
+/// `AUTO_INCREMENT` key) so that the next id it hands out is above `top`, never
+/// lowering it. Integers only, so the values are written into the text.
+pub fn sequence_above(engine: Engine, table: &str, column: &str, top: i64) -> String {
+    match engine {
+        Engine::Postgresql => format!(
+            "SELECT setval('{table}_{column}_seq', \
+             GREATEST({top}, (SELECT last_value FROM {table}_{column}_seq)))"
+        ),
+        // InnoDB keeps the counter above the largest key by itself, and raises a
+        // value below it to just above it.
+        Engine::Mysql => format!("ALTER TABLE {table} AUTO_INCREMENT = {}", top + 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

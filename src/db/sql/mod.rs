@@ -29,6 +29,7 @@
 mod admin;
 pub mod conn;
 pub mod dialect;
+pub mod migrate;
 mod mysql;
 mod postgres;
 pub mod schema;
