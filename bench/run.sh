@@ -49,7 +49,7 @@ while [ $# -gt 0 ]; do
         --engines) ENGINES=start; shift ;;
         --engines-env) ENGINES=env ENGINES_ENV=$2; shift 2 ;;
         --python) PY_URL=$2 PY_SECRET=$3; shift 3 ;;
-        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
