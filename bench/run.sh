@@ -6,21 +6,36 @@
 #
 # usage: bench/run.sh [--duration SECS] [--levels 1,4,16] [--users N] [--records N]
 #                     [--workloads all|W,W...] [--no-build] [--quick]
+#                     [--db URI]        the server's sqluri instead of a fresh SQLite file:
+#                                       any form the server accepts, database included
+#                                       (e.g. postgresql://sync:PW@127.0.0.1:5432/bench);
+#                                       the database should be empty (tables are created)
+#                     [--engines]       SQLite, then MariaDB and PostgreSQL started privately
+#                                       by scripts/engines, each on a fresh database, all
+#                                       stopped and removed on exit
+#                     [--engines-env F] the same on running servers, from a scripts/engines
+#                                       env file F (fresh databases, dropped on exit)
 #                     [--python URL SECRET]   also load an already running Python
 #                                             syncserver (public_url URL, secret SECRET)
+# On a server engine the database round trips per request of info, read-page, put, batch
+# and token are also counted (strace of the server's writes to the database socket, c=1).
 # env:   SYNC_PORT (18180), HELLO_PORT (18181), NGINX_WORKERS (1), WORKERS (server --workers),
 #        NGINX_EXTRA (directives added to nginx's http block, e.g. 'fastcgi_buffers 16 16k;'),
 #        BENCH_OUT (where results go; default bench/results),
 #        SERVER_BIN, HELLO_BIN (another syncserver-fcgi / fcgi-hello to measure, e.g. a
 #        previous build),
 #        SERVE_MODE=inherited (hand the server its socket on stdin, as mod_fcgid does, instead
-#        of --bind: Hawk nonces then go through the shared replay file)
-# out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg
+#        of --bind: Hawk nonces then go through the shared replay file),
+#        ROUNDTRIP_SECONDS (3; 0 skips the round-trip count)
+# out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg;
+#        with --db/--engines, per engine E (sqlite, mysql, postgresql): E.json,
+#        startup-E.json, process-E.json, roundtrips-E.md; loadavg.tsv (load average before
+#        and after every workload)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=10 LEVELS=1,4,16 USERS=32 RECORDS=1000 WORKLOADS=all BUILD=1
-PY_URL="" PY_SECRET=""
+PY_URL="" PY_SECRET="" DB_URI="" ENGINES="" ENGINES_ENV=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
@@ -30,12 +45,63 @@ while [ $# -gt 0 ]; do
         --workloads) WORKLOADS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --quick) DURATION=2 LEVELS=1,4 USERS=8 RECORDS=1000; shift ;;
+        --db) DB_URI=$2; shift 2 ;;
+        --engines) ENGINES=start; shift ;;
+        --engines-env) ENGINES=env ENGINES_ENV=$2; shift 2 ;;
         --python) PY_URL=$2 PY_SECRET=$3; shift 3 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
 SYNC_PORT=${SYNC_PORT:-18180} HELLO_PORT=${HELLO_PORT:-18181} NGINX_WORKERS=${NGINX_WORKERS:-1}
+ROUNDTRIP_SECONDS=${ROUNDTRIP_SECONDS:-3}
+if [ -n "$DB_URI" ] && [ -n "$ENGINES" ]; then
+    echo "--db and --engines/--engines-env exclude each other" >&2; exit 2
+fi
+
+# A URI with its password replaced by *** (never print one unmasked).
+mask() { sed -E 's#^([^:/]+://[^:@/]*):[^@]*@#\1:***@#' <<< "$1"; }
+# The engine a sqluri names by its scheme: sqlite, mysql or postgresql.
+engine_of() {
+    local scheme=${1%%:*}
+    scheme=${scheme,,}
+    case "${scheme%%+*}" in
+        sqlite) echo sqlite ;;
+        mysql|pymysql|mariadb) echo mysql ;;
+        postgresql|postgres) echo postgresql ;;
+        *) echo "unknown database scheme in $(mask "$1")" >&2; return 1 ;;
+    esac
+}
+pct_decode() { printf '%b' "${1//%/\\x}"; }
+# Splits a server URI scheme://user:password@host:port/[db][?...] into U_USER U_PASS
+# U_HOST U_PORT U_DB (decoded).
+split_uri() {
+    local rest=${1#*://} auth hostport path userinfo
+    auth=${rest%%/*}
+    path=""; [ "$auth" != "$rest" ] && path=${rest#*/}
+    path=${path%%\?*}
+    userinfo=${auth%@*} hostport=${auth##*@}
+    U_USER=$(pct_decode "${userinfo%%:*}") U_PASS=""
+    [ "$userinfo" != "${userinfo#*:}" ] && U_PASS=$(pct_decode "${userinfo#*:}")
+    U_HOST=${hostport%:*} U_PORT=${hostport##*:}
+    [ "$U_PORT" = "$hostport" ] && U_PORT=""
+    U_DB=$(pct_decode "$path")
+}
+# sql URI [DATABASE] STATEMENT: runs STATEMENT with the engine's command-line client over
+# TCP, the password in the environment (as tests/common/engines.rs does).
+sql() {
+    local uri=$1 db=$2 stmt=$3
+    split_uri "$uri"
+    case $(engine_of "$uri") in
+        mysql)
+            MYSQL_PWD=$U_PASS "$(command -v mariadb || command -v mysql)" --no-defaults \
+                --protocol=tcp -h "$U_HOST" -P "${U_PORT:-3306}" -u "$U_USER" -N -B \
+                --default-character-set=utf8mb4 ${db:+"--database=$db"} -e "$stmt" ;;
+        postgresql)
+            PGPASSWORD=$U_PASS PGCONNECT_TIMEOUT=10 psql -X -q -At -v ON_ERROR_STOP=1 \
+                -h "$U_HOST" -p "${U_PORT:-5432}" -U "$U_USER" -d "${db:-postgres}" -c "$stmt" ;;
+    esac
+}
 
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --bins)
@@ -51,33 +117,73 @@ D=$(mktemp -d /tmp/syncbench.XXXXXX)
 chmod 755 "$D"
 mkdir -p "$D"/nginx/logs "$D"/nginx/tmp "$D"/sock
 PIDS=()
+ENGINE_DIR="" DROP=()   # engines we started; "URI<TAB>DATABASE" of databases we created
 cleanup() {
-    local p
+    local p x
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for x in "${DROP[@]}"; do
+        sql "${x%%$'\t'*}" "" "DROP DATABASE IF EXISTS $(quote_db "${x%%$'\t'*}" "${x#*$'\t'}")" \
+            > /dev/null 2>&1 || echo "could not drop database ${x#*$'\t'}" >&2
+    done
+    [ -z "$ENGINE_DIR" ] || "$ROOT/scripts/engines" stop "$ENGINE_DIR" || true
     rm -rf "$D"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+quote_db() { if [ "$(engine_of "$1")" = mysql ]; then echo "\`$2\`"; else echo "\"$2\""; fi; }
 
 wait_for() { # wait_for PATH: until the unix socket exists
-    local i
-    for i in $(seq 1 500); do [ -S "$1" ] && return 0; sleep 0.01; done
+    for _ in $(seq 1 500); do [ -S "$1" ] && return 0; sleep 0.01; done
     echo "no socket $1" >&2; exit 1
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# The runs: "NAME<TAB>SQLURI" each. Without --db/--engines: SQLite as label "ours" (as before).
+RUNS=()
+if [ -n "$DB_URI" ]; then
+    RUNS+=("$(engine_of "$DB_URI")"$'\t'"$DB_URI")
+elif [ -n "$ENGINES" ]; then
+    if [ "$ENGINES" = start ]; then
+        ENGINE_DIR=$D/engines
+        "$ROOT/scripts/engines" start "$ENGINE_DIR"
+        ENGINES_ENV=$ENGINE_DIR/env
+    fi
+    SYNCSERVER_TEST_MYSQL="" SYNCSERVER_TEST_POSTGRESQL=""
+    # shellcheck disable=SC1090
+    . "$ENGINES_ENV"
+    RUNS+=("sqlite"$'\t'"sqlite:///$D/syncserver.db")
+    for server in "$SYNCSERVER_TEST_MYSQL" "$SYNCSERVER_TEST_POSTGRESQL"; do
+        [ -n "$server" ] || continue
+        server=${server%%\?*}; server=${server%/}/
+        name=syncbench_$$_$RANDOM
+        if [ "$(engine_of "$server")" = mysql ]; then
+            sql "$server" "" "CREATE DATABASE \`$name\` CHARACTER SET utf8mb4"
+        else
+            sql "$server" "" "CREATE DATABASE \"$name\" ENCODING 'UTF8'"
+        fi
+        DROP+=("$server"$'\t'"$name")
+        RUNS+=("$(engine_of "$server")"$'\t'"$server$name")
+    done
+else
+    RUNS+=("ours"$'\t'"sqlite:///$D/syncserver.db")
+fi
 
 SECRET=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 SYNC_URL=http://127.0.0.1:$SYNC_PORT
-cat > "$D/syncserver.ini" <<INI
+JWKS=$("$LOAD" jwks --jwt-key "$KEY" --jwt-kid bench-key)
+write_ini() { # write_ini SQLURI
+    cat > "$D/syncserver.ini" <<INI
 [syncserver]
 public_url = $SYNC_URL
 secret = $SECRET
-sqluri = sqlite:///$D/syncserver.db
+sqluri = $1
 loglevel = warning
 [oauth]
-jwks = $("$LOAD" jwks --jwt-key "$KEY" --jwt-kid bench-key)
+jwks = $JWKS
 INI
+}
 
 params() {
     cat <<'P'
@@ -133,7 +239,7 @@ $(params)
 CONF
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)," \
-     "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+     "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load: $(loadavg)"
 unset RUST_BACKTRACE
 "$NGINX" -p "$D/nginx" -e "$D/nginx/logs/error.log" -c "$D/nginx/nginx.conf" \
     -g "daemon off; worker_processes $NGINX_WORKERS;" & PIDS+=($!)
@@ -152,14 +258,7 @@ else
 fi
 [ -n "${WORKERS:-}" ] && SERVE+=(--workers "$WORKERS")
 
-echo "== start to first response (signed info/collections through nginx), 10 starts"
-"$LOAD" startup --base-url "$SYNC_URL" --secret "$SECRET" --runs 10 -- "${SERVE[@]}" \
-    | tee "$OUT/startup.json"
-
-"${SERVE[@]}" 2> "$D/server.log" & SYNC_PID=$!; PIDS+=($SYNC_PID)
-wait_for "$D/sock/sync.sock"
-
-echo "== ceiling: FastCGI hello-world through the same nginx"
+echo "== ceiling: FastCGI hello-world through the same nginx (load: $(loadavg))"
 "$LOAD" --base-url "http://127.0.0.1:$HELLO_PORT/" --workload plain --concurrency "$LEVELS" \
     --duration "$DURATION" --label hello --json-out "$OUT/ceiling.json"
 if command -v wrk > /dev/null; then
@@ -167,15 +266,117 @@ if command -v wrk > /dev/null; then
         | awk '/Requests\/sec/ {print $2}') req/s)"
 fi
 
-echo "== syncserver-fcgi: seeding $USERS users × $RECORDS records, then the workloads"
-RSS_START=$(rss_kb $SYNC_PID)
-"$LOAD" --base-url "$SYNC_URL" --secret "$SECRET" --jwt-key "$KEY" --jwt-kid bench-key \
-    --users "$USERS" --records "$RECORDS" --seed --workload "$WORKLOADS" \
-    --concurrency "$LEVELS" --duration "$DURATION" --label ours --json-out "$OUT/ours.json"
-RSS_END=$(rss_kb $SYNC_PID)
-DB_MB=$(du -m "$D/syncserver.db" | cut -f1)
+if [ "$WORKLOADS" = all ]; then
+    WL=(info read-page full-read batch put session token)
+else
+    IFS=, read -r -a WL <<< "$WORKLOADS"
+fi
+printf 'run\tworkload\tload before\tload after\n' > "$OUT/loadavg.tsv"
+AUTH=(--base-url "$SYNC_URL" --secret "$SECRET" --jwt-key "$KEY" --jwt-kid bench-key
+      --users "$USERS" --records "$RECORDS")
 
-FILES=("$OUT/ours.json")
+# Database round trips per request: the server's write(2)s to its database's TCP socket
+# (one per round trip: both drivers send a request's messages in one write and then wait
+# for the answer) over ROUNDTRIP_SECONDS of each workload at c=1, divided by the requests.
+# Each write is also classed by the message it starts with: PostgreSQL Q (simple query,
+# possibly several statements), P (parse: a statement prepared), B (bind+execute of a
+# prepared statement); MySQL query (COM_QUERY text), prepare, execute (COM_STMT_EXECUTE).
+count_roundtrips() { # count_roundtrips NAME SQLURI PID
+    local name=$1 uri=$2 pid=$3 w st n req kinds out=$OUT/roundtrips-$1.md
+    split_uri "$uri"
+    echo "| workload | requests | DB round trips | per request | by first message, per request |" > "$out"
+    echo "|---|---:|---:|---:|---|" >> "$out"
+    for w in info read-page put batch token; do
+        st=$D/strace-$name-$w
+        strace -f -qq -yy -xx -s 8 -e trace=write,sendto,sendmsg,writev -p "$pid" -o "$st" &
+        local spid=$!
+        sleep 1
+        # read-page first walks every account's collection once per sort order (3 ×
+        # RECORDS/100 page GETs the report does not count): one account, its walk added to
+        # the requests. (Writes keep every account: one account's back-to-back writes wait
+        # for the next 10 ms tick and retry, which is not the common case.)
+        local walk=0 users=()
+        if [ "$w" = read-page ]; then walk=$((3 * ((RECORDS + 99) / 100))) users=(--users 1); fi
+        "$LOAD" "${AUTH[@]}" "${users[@]}" --workload "$w" --concurrency 1 \
+            --duration "$ROUNDTRIP_SECONDS" --label rt --json-out "$D/rt.json" > /dev/null
+        kill -INT "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+        req=$(python3 -c 'import json, sys
+print(int(sys.argv[2]) + sum(r["ok"] + sum(r["errors"].values()) for r in json.load(open(sys.argv[1]))["results"]))' "$D/rt.json" "$walk")
+        n=$(grep -c -- "->[^]]*:$U_PORT\]>" "$st" || true)
+        kinds=$(grep -- "->[^]]*:$U_PORT\]>" "$st" | sed -E 's/^[^"]*"//; s/".*$//' \
+            | awk -v engine="$name" -v r="$req" '
+                { b1 = substr($0, 3, 2); b5 = substr($0, 19, 2) }
+                engine == "postgresql" { k = b1 == "51" ? "Q" : b1 == "50" ? "P" : b1 == "42" ? "B" : "other " b1 }
+                engine == "mysql" { k = b5 == "03" ? "query" : b5 == "16" ? "prepare" : b5 == "17" ? "execute" : "other " b5 }
+                { c[k]++ }
+                END { for (k in c) printf "%s %s %.1f", (s++ ? "," : ""), k, (r ? c[k] / r : 0) }')
+        echo "| $w | $req | $n | $(awk -v n="$n" -v r="$req" 'BEGIN {printf "%.1f", (r ? n / r : 0)}') |$kinds |" >> "$out"
+        rm -f "$st"
+    done
+    echo "-- database round trips per request ($name, c=1, load: $(loadavg)):"
+    cat "$out"
+}
+
+FILES=()
+for run in "${RUNS[@]}"; do
+    name=${run%%$'\t'*} uri=${run#*$'\t'}
+    write_ini "$uri"
+    suffix=""; [ "$name" = ours ] || suffix=-$name
+    echo "== $name: sqluri $(mask "$uri") (load: $(loadavg))"
+    echo "== start to first response (signed info/collections through nginx), 10 starts"
+    "$LOAD" startup --base-url "$SYNC_URL" --secret "$SECRET" --runs 10 -- "${SERVE[@]}" \
+        | tee "$OUT/startup$suffix.json"
+
+    rm -f "$D/sock/sync.sock"
+    "${SERVE[@]}" 2> "$D/server-$name.log" & SYNC_PID=$!; PIDS+=("$SYNC_PID")
+    wait_for "$D/sock/sync.sock"
+
+    echo "== $name: seeding $USERS users × $RECORDS records, then the workloads"
+    RSS_START=$(rss_kb "$SYNC_PID")
+    LOAD_START=$(loadavg)
+    parts=() seed=(--seed)
+    for w in "${WL[@]}"; do
+        before=$(loadavg)
+        "$LOAD" "${AUTH[@]}" "${seed[@]}" --workload "$w" --concurrency "$LEVELS" \
+            --duration "$DURATION" --label "$name" --json-out "$D/part-$name-$w.json"
+        printf '%s\t%s\t%s\t%s\n' "$name" "$w" "$before" "$(loadavg)" | tee -a "$OUT/loadavg.tsv"
+        parts+=("$D/part-$name-$w.json") seed=()
+    done
+    # One report per run, as one syncload invocation would have written it.
+    python3 -c 'import json, sys
+reps = [json.load(open(f)) for f in sys.argv[2:]]
+out = dict(reps[0], results=[r for rep in reps for r in rep["results"]])
+json.dump(out, open(sys.argv[1], "w"), indent=2)' "$OUT/$name.json" "${parts[@]}"
+    FILES+=("$OUT/$name.json")
+    RSS_END=$(rss_kb "$SYNC_PID")
+    LOAD_END=$(loadavg)
+    split_uri "$uri"
+    case $name in
+        ours|sqlite) DB_MB=$(du -m "$D/syncserver.db" | cut -f1) ;;
+        mysql) DB_MB=$(sql "$uri" "$U_DB" "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.tables WHERE table_schema = DATABASE()" 2>/dev/null || echo null) ;;
+        postgresql) DB_MB=$(sql "$uri" "$U_DB" "SELECT pg_database_size(current_database()) / 1048576" 2>/dev/null || echo null) ;;
+    esac
+    [ -n "$DB_MB" ] || DB_MB=null
+    if [ "$name" != ours ] && [ "$name" != sqlite ] && [ "$ROUNDTRIP_SECONDS" != 0 ]; then
+        if command -v strace > /dev/null; then
+            count_roundtrips "$name" "$uri" "$SYNC_PID"
+        else
+            echo "(no strace: database round trips not counted; apt-get install strace)"
+        fi
+    fi
+    cat > "$OUT/process$suffix.json" <<JSON
+{"rss_kb_after_first_request": $RSS_START, "rss_kb_after_runs": $RSS_END, "database_mb": $DB_MB,
+ "duration_s": $DURATION, "levels": "$LEVELS", "users": $USERS, "records": $RECORDS,
+ "nginx_workers": $NGINX_WORKERS, "engine": "$name",
+ "loadavg_at_start": "$LOAD_START", "loadavg_at_end": "$LOAD_END"}
+JSON
+    echo "RSS of syncserver-fcgi ($name): ${RSS_START} kB after the first request, ${RSS_END} kB after the runs; database ${DB_MB} MB"
+    kill -TERM "$SYNC_PID"; wait "$SYNC_PID" 2>/dev/null || true
+    if grep -qiE 'error|panic' "$D/server-$name.log"; then
+        echo "server log ($name, errors):"; grep -iE 'error|panic' "$D/server-$name.log" | head -20
+    fi
+done
+
 if [ -n "$PY_URL" ]; then
     echo "== Python syncserver at $PY_URL"
     "$LOAD" --base-url "$PY_URL" --secret "$PY_SECRET" --users "$USERS" --records "$RECORDS" \
@@ -184,19 +385,11 @@ if [ -n "$PY_URL" ]; then
     FILES+=("$OUT/python.json")
 fi
 
-cat > "$OUT/process.json" <<JSON
-{"rss_kb_after_first_request": $RSS_START, "rss_kb_after_runs": $RSS_END, "database_mb": $DB_MB,
- "duration_s": $DURATION, "levels": "$LEVELS", "users": $USERS, "records": $RECORDS,
- "nginx_workers": $NGINX_WORKERS, "loadavg_at_end": "$(cut -d' ' -f1-3 /proc/loadavg)"}
-JSON
 echo "== results (each also as a share of the hello-world ceiling at the same concurrency)"
 "$LOAD" report --ceiling "$OUT/ceiling.json" --svg-out "$OUT/chart.svg" "${FILES[@]}" | tee "$OUT/table.md"
 echo
-echo "RSS of syncserver-fcgi: ${RSS_START} kB after the first request, ${RSS_END} kB after the runs; database ${DB_MB} MB"
+echo "load average before/after each workload:"; column -t -s $'\t' "$OUT/loadavg.tsv" 2>/dev/null || cat "$OUT/loadavg.tsv"
 if grep -q 'temporary file' "$D/nginx/logs/error.log"; then
     echo "nginx spooled responses to disk $(grep -c 'temporary file' "$D/nginx/logs/error.log") times" \
          "(raise fastcgi_buffers, e.g. NGINX_EXTRA='fastcgi_buffers 16 16k;')"
-fi
-if grep -qiE 'error|panic' "$D/server.log"; then
-    echo "server log (errors):"; grep -iE 'error|panic' "$D/server.log" | head -20
 fi
