@@ -555,40 +555,59 @@ fn concurrent_writers_and_sign_ins() {
         let mut db = opener().unwrap();
         assert_eq!(ids(db.as_mut(), 7, "c").len(), 32);
         // Concurrent first sign-in of one email: one users row.
-        let uids: Vec<i64> = std::thread::scope(|s| {
-            let barrier = Arc::new(Barrier::new(6));
-            let handles: Vec<_> = (0..6)
-                .map(|_| {
-                    let opener = Arc::clone(&opener);
-                    let barrier = Arc::clone(&barrier);
-                    s.spawn(move || {
-                        let mut db = opener().unwrap();
-                        barrier.wait();
-                        let rec = db
-                            .token_user("same@x", 1000, &mut |st| {
-                                if st.rows.is_empty() {
-                                    UserPlan::Create(NewUser {
-                                        generation: 1,
-                                        client_state: "aa".into(),
-                                        keys_changed_at: Some(1),
-                                        node: "http://n".into(),
-                                    })
-                                } else {
-                                    UserPlan::Keep
-                                }
-                            })
-                            .unwrap_or_else(|e| panic!("{k:?}: {e}"))
-                            .unwrap();
-                        rec.uid.get()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let uids = sign_in_at_once(&opener, k, &["same@x"; 6]);
         assert!(uids.iter().all(|u| *u == uids[0]), "{k:?} {uids:?}");
         let users = t.admin().list_users().unwrap();
         assert_eq!(users.len(), 1, "{k:?}");
+        // Concurrent first sign-ins of different emails: each its own new uid (the uid
+        // is chosen under a lock of its own: the per-email locks do not order them).
+        let emails: Vec<String> = (0..6).map(|i| format!("u{i}@x")).collect();
+        let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+        let mut uids = sign_in_at_once(&opener, k, &emails);
+        uids.sort();
+        uids.dedup();
+        assert_eq!(uids.len(), 6, "{k:?}: {uids:?}");
     }
+}
+
+/// Signs `emails` in for the first time, each from its own session, all at once;
+/// their uids in order.
+fn sign_in_at_once(
+    opener: &Arc<syncserver_fcgi::db::Opener>,
+    k: Kind,
+    emails: &[&str],
+) -> Vec<i64> {
+    std::thread::scope(|s| {
+        let barrier = Arc::new(Barrier::new(emails.len()));
+        let handles: Vec<_> = emails
+            .iter()
+            .map(|email| {
+                let opener = Arc::clone(opener);
+                let barrier = Arc::clone(&barrier);
+                s.spawn(move || {
+                    let mut db = opener().unwrap();
+                    barrier.wait();
+                    let rec = db
+                        .token_user(email, 1000, &mut |st| {
+                            if st.rows.is_empty() {
+                                UserPlan::Create(NewUser {
+                                    generation: 1,
+                                    client_state: "aa".into(),
+                                    keys_changed_at: Some(1),
+                                    node: "http://n".into(),
+                                })
+                            } else {
+                                UserPlan::Keep
+                            }
+                        })
+                        .unwrap_or_else(|e| panic!("{k:?} {email}: {e}"))
+                        .unwrap();
+                    rec.uid.get()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 fn new_user(db: &mut dyn Database, email: &str) -> i64 {

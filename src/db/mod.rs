@@ -24,7 +24,7 @@ pub use open::{
     open, open_admin, open_server, open_server_admin, server_params, server_problems, side_files,
     AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
 };
-pub use pool::{Pool, PooledDb};
+pub use pool::{Opener, Pool, PooledDb};
 pub use sql::{Engine, Host, ServerParams};
 pub use users::{NewUser, UserPlan, UserRecord, UserState, UsersDb};
 

@@ -88,7 +88,19 @@ pub(super) fn revoke(c: &mut dyn Conn, uids: &[i64], now_ms: i64) -> DbResult<()
     Ok(())
 }
 
+/// The lock key that orders uid choices: no uid is 0, and email keys are negative.
+const NEW_UID_LOCK: i64 = 0;
+
 fn insert(c: &mut dyn Conn, email: &str, new: &NewUser, created: i64) -> DbResult<Uid> {
+    // The caller holds the email's lock, which does not order two different emails:
+    // without a lock of its own, two first sign-ins would both pick max + 1. Held
+    // until commit; the read below then sees the previous holder's row (READ
+    // COMMITTED on both engines).
+    let lock = dialect::translate(
+        c.engine(),
+        &super::inline(dialect::lock_key(c.engine()), &[NEW_UID_LOCK]),
+    );
+    c.batch(&lock)?;
     let row = c.query_row(
         "SELECT (SELECT COALESCE(MAX(uid), 0) FROM users),
                 (SELECT value FROM syncserver_fcgi_meta WHERE name = ?)",
