@@ -4,7 +4,7 @@ use crate::uid::Uid;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{map_err, uids, SqliteDb};
-use crate::db::users::{apply_plan, UserRows};
+use crate::db::users::{apply_plan, without_writing, UserRows};
 use crate::db::{DbResult, NewUser, UserPlan, UserRecord, UserState, UsersDb};
 
 /// The service string stored in `users.service`.
@@ -104,6 +104,11 @@ impl UsersDb for SqliteDb {
         now_ms: i64,
         decide: &mut dyn FnMut(&UserState) -> UserPlan,
     ) -> DbResult<Option<UserRecord>> {
+        // A returning user with nothing to change needs no write lock.
+        let existing = rows(self.connection(), email).map_err(map_err)?;
+        if let Some(answer) = without_writing(&existing, decide) {
+            return Ok(answer);
+        }
         let tx = self
             .connection()
             .transaction_with_behavior(TransactionBehavior::Immediate)
