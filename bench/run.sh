@@ -147,7 +147,11 @@ if [ -n "$DB_URI" ]; then
 elif [ -n "$ENGINES" ]; then
     if [ "$ENGINES" = start ]; then
         ENGINE_DIR=$D/engines
-        "$ROOT/scripts/engines" start "$ENGINE_DIR"
+        # Room for the seeded data (32 users x 1,000 x 1 KB and indexes), as a real
+        # deployment would give them; the test defaults are small.
+        ENGINES_PG_SHARED_BUFFERS=${ENGINES_PG_SHARED_BUFFERS:-256MB} \
+            ENGINES_MYSQL_BUFFER_POOL=${ENGINES_MYSQL_BUFFER_POOL:-256M} \
+            "$ROOT/scripts/engines" start "$ENGINE_DIR"
         ENGINES_ENV=$ENGINE_DIR/env
     fi
     SYNCSERVER_TEST_MYSQL="" SYNCSERVER_TEST_POSTGRESQL=""

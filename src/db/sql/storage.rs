@@ -14,7 +14,7 @@
 //! applied inside the database with one `INSERT … SELECT` from
 //! `batch_upload_items`. (Each statement is prepared once per connection.)
 
-use super::{dialect, inline, Collections, Conn, SqlDb, Value};
+use super::{dialect, inline, Collections, Conn, Engine, SqlDb, Value};
 use crate::db::sqlite::reads::{next, Tail};
 use crate::db::sqlite::writes::{
     bytes_of, next_timestamp, payload_size, retry_when_ahead, BATCH_LIFETIME_SECS,
@@ -128,10 +128,21 @@ fn apply_items(
     items: &[BsoUpdate],
 ) -> DbResult<()> {
     for chunk in items.chunks(CHUNK) {
-        let row =
-            "SELECT ?k AS id, ?i AS sortindex, ?t AS payload, ?i AS payload_size, ?i AS ttl_offset";
-        let rows = vec![row; chunk.len()].join(" UNION ALL ");
-        let sql = apply_sql(&format!("({rows}) AS b"));
+        let source = match c.engine() {
+            // A VALUES list: PostgreSQL plans 100 rows of it in microseconds, where a
+            // UNION ALL of 100 SELECTs took milliseconds per statement.
+            Engine::Postgresql => {
+                let rows = vec!["(?k, ?i, ?t, ?i, ?i)"; chunk.len()].join(", ");
+                format!("(VALUES {rows}) AS b (id, sortindex, payload, payload_size, ttl_offset)")
+            }
+            // MariaDB cannot name a VALUES list's columns.
+            Engine::Mysql => {
+                let row = "SELECT ?k AS id, ?i AS sortindex, ?t AS payload, \
+                           ?i AS payload_size, ?i AS ttl_offset";
+                format!("({}) AS b", vec![row; chunk.len()].join(" UNION ALL "))
+            }
+        };
+        let sql = apply_sql(&source);
         let mut args = apply_head(uid, cid, ts, force);
         for item in chunk {
             args.extend(item_values(item));
