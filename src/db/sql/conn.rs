@@ -483,20 +483,42 @@ mod tests {
     }
 
     /// The servers named by `SYNCSERVER_TEST_MYSQL` / `SYNCSERVER_TEST_POSTGRESQL`
-    /// (URIs without a database), when set, each on its maintenance database.
+    /// (URIs without a database), each on its maintenance database. A server not
+    /// named fails the test, as the integration tests' prerequisites do, unless
+    /// `SYNCSERVER_TEST_ALLOW_SKIP` names the engine (or `all`); then it is reported
+    /// as skipped (stderr, and the file `SYNCSERVER_TEST_SKIP_REPORT` names).
     pub(crate) fn servers() -> Vec<ServerParams> {
+        let allowed = std::env::var("SYNCSERVER_TEST_ALLOW_SKIP").unwrap_or_default();
         [
-            ("SYNCSERVER_TEST_MYSQL", "mysql"),
-            ("SYNCSERVER_TEST_POSTGRESQL", "postgres"),
+            ("SYNCSERVER_TEST_MYSQL", "mysql", "mysql"),
+            ("SYNCSERVER_TEST_POSTGRESQL", "postgres", "postgresql"),
         ]
         .iter()
-        .filter_map(|(var, maintenance)| match std::env::var(var) {
+        .filter_map(|(var, maintenance, key)| match std::env::var(var) {
             Ok(url) => {
                 let base = url.split('?').next().unwrap_or(&url).trim_end_matches('/');
                 Some(params(&format!("{base}/{maintenance}")))
             }
             Err(_) => {
-                eprintln!("SKIP {var} not set: no live test of that engine");
+                let line = format!("SKIP db::sql::conn live tests on {key}: {var} is not set");
+                assert!(
+                    allowed
+                        .split(',')
+                        .any(|k| k.trim() == *key || k.trim() == "all"),
+                    "{var} is not set: scripts/test starts the engines (scripts/engines); \
+                     to skip instead, set SYNCSERVER_TEST_ALLOW_SKIP={key}"
+                );
+                eprintln!("{line}");
+                if let Ok(report) = std::env::var("SYNCSERVER_TEST_SKIP_REPORT") {
+                    use std::io::Write as _;
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(report)
+                    {
+                        let _ = writeln!(f, "{line}");
+                    }
+                }
                 None
             }
         })
