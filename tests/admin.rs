@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::commands::{fails, ok, run, run_with};
+use common::rows::{cid, insert_expiring, insert_user, now_s, table_counts};
 use common::{Server, ServerSpec, Session, TempDir, BIN};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 fn ini(server: &Server) -> PathBuf {
     server.dir.join("syncserver.ini")
@@ -31,71 +32,6 @@ fn db(server: &Server) -> Connection {
     c.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
     c
-}
-
-fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0)).expect(sql)
-}
-
-fn now_s() -> i64 {
-    common::now() as i64
-}
-
-/// Row counts of every table the commands touch.
-fn table_counts(c: &Connection) -> Vec<(&'static str, i64)> {
-    [
-        "bso",
-        "user_collections",
-        "batch_uploads",
-        "batch_upload_items",
-        "users",
-        "syncserver_fcgi_deleted_uids",
-    ]
-    .into_iter()
-    .map(|t| (t, count(c, &format!("SELECT COUNT(*) FROM {t}"))))
-    .collect()
-}
-
-fn insert_user(c: &Connection, uid: i64, email: &str, created: i64, replaced: Option<i64>) {
-    c.execute(
-        "INSERT INTO users (uid, service, email, generation, client_state, created_at, replaced_at)
-         VALUES (?1, 'sync-1.5', ?2, 0, '', ?3, ?4)",
-        params![uid, email, created, replaced],
-    )
-    .expect("insert user");
-}
-
-fn cid(c: &Connection, name: &str) -> i64 {
-    c.query_row(
-        "SELECT collectionid FROM collections WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    )
-    .expect("collection id")
-}
-
-/// Inserts `n` records of `uid` in collection `cid` that expire at `ttl`.
-fn insert_expiring(c: &mut Connection, uid: i64, cid: i64, prefix: &str, n: usize, ttl: i64) {
-    let tx = c.transaction().expect("tx");
-    {
-        let mut stmt = tx
-            .prepare(
-                "INSERT INTO bso (userid, collection, id, modified, payload, payload_size, ttl)
-                 VALUES (?1, ?2, ?3, ?4, 'gone', 4, ?5)",
-            )
-            .expect("prepare");
-        for i in 0..n {
-            stmt.execute(params![
-                uid,
-                cid,
-                format!("{prefix}{i}"),
-                (ttl - 100) * 1000,
-                ttl
-            ])
-            .expect("insert bso");
-        }
-    }
-    tx.commit().expect("commit");
 }
 
 fn put(s: &Session, rest: &str, body: &str) {
@@ -191,7 +127,9 @@ fn backup_while_serving_then_restore() {
             .unwrap();
         assert_eq!(check, "ok");
         assert_eq!(
-            count(&copy, "SELECT COUNT(*) FROM bso WHERE userid = 1"),
+            copy.query_row("SELECT COUNT(*) FROM bso WHERE userid = 1", [], |r| r
+                .get::<_, i64>(0))
+                .unwrap(),
             40
         );
     }
@@ -296,12 +234,10 @@ fn locked_database_fails_cleanly() {
     let server = Server::start("");
     let s = Session::new(&server, 1);
     put(&s, "/storage/history/live", r#"{"payload": "x"}"#);
-    let c = db(&server);
-    insert_user(&c, 1, "aaa@x", 1_600_000_000_000, None);
-    let mut c = c;
-    let history = cid(&c, "history");
-    insert_expiring(&mut c, 1, history, "e", 50, now_s() - 10);
-    let before = table_counts(&c);
+    insert_user(&server, 1, "aaa@x", 1_600_000_000_000, None);
+    let history = cid(&server, "history");
+    insert_expiring(&server, 1, history, "e", 50, now_s() - 10);
+    let before = table_counts(&server);
 
     let locker = db(&server);
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -322,7 +258,7 @@ fn locked_database_fails_cleanly() {
         let err = fails(&o);
         assert!(err.contains("locked"), "{args:?}: {err}");
     }
-    assert_eq!(table_counts(&c), before);
+    assert_eq!(table_counts(&server), before);
     assert_eq!(s.get_json("/storage/history/live")["payload"], "x");
 }
 

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod engines;
 pub mod fcgi_client;
 pub mod fxa;
+pub mod rows;
 pub mod webservers;
 
 use std::path::{Path, PathBuf};
