@@ -15,13 +15,13 @@
 //! `batch_upload_items`. (Each statement is prepared once per connection.)
 
 use super::{dialect, inline, Collections, Conn, Engine, SqlDb, Value};
-use crate::db::sqlite::reads::{next, Tail};
+use crate::db::sqlite::reads::{next, offset_filter, Tail};
 use crate::db::sqlite::writes::{
     bytes_of, next_timestamp, payload_size, retry_when_ahead, BATCH_LIFETIME_SECS,
 };
 use crate::db::{
-    Bso, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, Offset, PageEnd, Precondition,
-    Sort, StorageDb, WriteCtx, WriteOutcome,
+    Bso, BsoQuery, BsoUpdate, CollectionInfo, DbError, DbResult, PageEnd, Precondition, Sort,
+    StorageDb, WriteCtx, WriteOutcome,
 };
 use crate::timestamp::{ceil_tick, now_ms, now_secs, Ms};
 use crate::uid::Uid;
@@ -746,18 +746,10 @@ fn list_bsos(
             args.extend(ids.iter().map(|id| Value::from(id.as_str())));
         }
     }
-    let mut skip = 0u64;
-    match q.offset {
-        Some(Offset::Rows(n)) => skip = n,
-        Some(Offset::Bound { bound, skip: n }) => {
-            sql.push_str(match q.sort {
-                Sort::Oldest => " AND modified >= ?",
-                _ => " AND modified <= ?",
-            });
-            args.push(bound.into());
-            skip = n;
-        }
-        None => {}
+    let (bound, skip) = offset_filter(q);
+    if let Some((clause, bound)) = bound {
+        sql.push_str(clause);
+        args.push(bound.into());
     }
     // The id tie-break makes records of equal `modified` (a batch) come back in
     // the same order on every page (the Python server's paging lost and

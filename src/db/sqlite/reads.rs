@@ -158,18 +158,10 @@ pub fn list_bsos(
         }
         sql.push(')');
     }
-    let mut skip = 0u64;
-    match q.offset {
-        Some(Offset::Rows(n)) => skip = n,
-        Some(Offset::Bound { bound, skip: n }) => {
-            sql.push_str(match q.sort {
-                Sort::Oldest => " AND modified >= ?",
-                _ => " AND modified <= ?",
-            });
-            args.push(bound.into());
-            skip = n;
-        }
-        None => {}
+    let (bound, skip) = offset_filter(q);
+    if let Some((clause, bound)) = bound {
+        sql.push_str(clause);
+        args.push(bound.into());
     }
     // rowid makes ties come back in the same order on every page; the
     // (userid, collection, modified) index already holds it, so no sort step.
@@ -232,6 +224,24 @@ pub fn list_bsos(
         next_offset: more.then(|| next(q, &tail, skip)),
         last_modified,
     })
+}
+
+/// Where a page starts, from its offset: the `modified` bound to add to the WHERE
+/// clause (`>=` going oldest first, `<=` otherwise) and how many rows to skip
+/// from there. Every engine pages the same way, so the offsets they hand out mean
+/// the same thing.
+pub(crate) fn offset_filter(q: &BsoQuery) -> (Option<(&'static str, Ms)>, u64) {
+    match q.offset {
+        Some(Offset::Rows(n)) => (None, n),
+        Some(Offset::Bound { bound, skip }) => {
+            let clause = match q.sort {
+                Sort::Oldest => " AND modified >= ?",
+                _ => " AND modified <= ?",
+            };
+            (Some((clause, bound)), skip)
+        }
+        None => (None, 0),
+    }
 }
 
 /// What the offset of the next page needs to know about the rows returned.
