@@ -292,7 +292,8 @@ pub fn server_problems(uri: &ServerUri) -> Vec<String> {
 struct RuntimeReplay(String);
 
 impl RuntimeReplay {
-    fn path(&self) -> Result<PathBuf, String> {
+    /// The directory and the file in it.
+    fn place_parts(&self) -> (PathBuf, PathBuf) {
         let base = Path::new("/dev/shm");
         let base = if base.is_dir() {
             base.to_path_buf()
@@ -302,13 +303,13 @@ impl RuntimeReplay {
         // SAFETY: geteuid cannot fail.
         let euid = unsafe { libc::geteuid() };
         let dir = base.join(format!("syncserver-fcgi-{euid}"));
-        private_dir(&dir, euid)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
         let name: String = digest.as_ref()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(dir.join(format!("{name}-replay")))
+        let file = dir.join(format!("{name}-replay"));
+        (dir, file)
     }
 }
 
@@ -334,14 +335,13 @@ fn private_dir(dir: &Path, euid: u32) -> Result<(), String> {
 
 impl SharedReplayOpener for RuntimeReplay {
     fn place(&self) -> String {
-        match self.path() {
-            Ok(p) => p.display().to_string(),
-            Err(_) => format!("a file for {}", self.0),
-        }
+        self.place_parts().1.display().to_string()
     }
     fn open(&self, limits: ReplayLimits) -> Result<Box<dyn ReplayStore>, String> {
-        let path = self.path()?;
-        SharedReplay::open(&path, limits)
+        let (dir, file) = self.place_parts();
+        // SAFETY: geteuid cannot fail.
+        private_dir(&dir, unsafe { libc::geteuid() })?;
+        SharedReplay::open(&file, limits)
             .map(|s| Box::new(s) as Box<dyn ReplayStore>)
             .map_err(|e| e.to_string())
     }
