@@ -32,6 +32,16 @@ pub fn load_settings(path: Option<&Path>) -> Result<Settings, ExitCode> {
     })
 }
 
+/// A logger at `default` (RUST_LOG overrides it) that never carries statement
+/// parameters: at debug the PostgreSQL driver logs each statement's parameters
+/// (secrets, emails, payloads), so its level is capped whatever RUST_LOG says.
+pub(crate) fn log_builder(default: &str) -> env_logger::Builder {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    builder.filter_module("tokio_postgres", log::LevelFilter::Info);
+    builder
+}
+
 /// Logs at `[syncserver] loglevel` (RUST_LOG overrides it), and logs panics.
 pub fn init_logging(settings: &Settings) {
     let default = settings.loglevel.clone().unwrap_or_else(|| {
@@ -42,13 +52,7 @@ pub fn init_logging(settings: &Settings) {
         }
         .to_string()
     });
-    let env = env_logger::Env::default().default_filter_or(default);
-    let _ = env_logger::Builder::from_env(env)
-        // At debug, the PostgreSQL driver logs every statement's parameters: secrets,
-        // emails, payloads. Logs never carry those, whatever the level (RUST_LOG included).
-        .filter_module("tokio_postgres", log::LevelFilter::Info)
-        .format_timestamp_millis()
-        .try_init();
+    let _ = log_builder(&default).format_timestamp_millis().try_init();
     // Panics are bugs: log them once, without backtraces (RUST_BACKTRACE is often
     // set in shells and made each panic slow and memory-hungry).
     std::panic::set_hook(Box::new(|info| {

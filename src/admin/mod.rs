@@ -136,10 +136,7 @@ pub fn run(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCode 
         Ok(s) => s,
         Err(code) => return code,
     };
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        // As for serve (start.rs): the PostgreSQL driver's debug lines carry parameters.
-        .filter_module("tokio_postgres", log::LevelFilter::Info)
-        .try_init();
+    let _ = crate::start::log_builder("warn").try_init();
     let result = match command {
         AdminCommand::Purge(opts) => purge(&settings, opts, json),
         AdminCommand::ListUsers => list_users(&settings, json),
