@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{EngineOptions, PgSslMode, ServerHost, ServerUri};
+use crate::config::{EngineOptions, MysqlCharset, PgSslMode, ServerHost, ServerUri};
 
 use crate::db::{DbError, DbResult};
 use crate::uid::Uid;
@@ -63,7 +63,7 @@ pub struct ServerParams {
     pub database: String,
     /// MySQL connection character set (`?charset=`); `None`: utf8mb4. Ignored by
     /// PostgreSQL (always UTF8).
-    pub charset: Option<String>,
+    pub charset: Option<MysqlCharset>,
     /// How long connecting may take (`None`: 10 s).
     pub connect_timeout: Option<Duration>,
     /// PostgreSQL `application_name` (`None`: syncserver-fcgi).
@@ -112,7 +112,7 @@ impl ServerParams {
         match &uri.options {
             EngineOptions::Mysql(o) => {
                 no_tls(&o.tls)?;
-                params.charset = o.charset.map(|c| c.as_str().to_string());
+                params.charset = o.charset;
                 params.connect_timeout = o.connect_timeout.map(Duration::from_secs);
             }
             EngineOptions::Postgresql(o) => {
@@ -431,7 +431,7 @@ mod tests {
                 port: None
             }
         );
-        assert_eq!(m.charset.as_deref(), Some("utf8mb3"));
+        assert_eq!(m.charset, Some(MysqlCharset::Utf8mb3));
         let s = params("postgresql:///sync?host=/run/pg&port=5433");
         assert_eq!(
             s.host,

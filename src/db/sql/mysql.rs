@@ -7,6 +7,7 @@ use mysql::{Conn as MysqlConn, OptsBuilder, Params};
 
 use super::conn::{Conn, Engine, Host, Row, ServerParams, Value, CONNECT_TIMEOUT};
 use super::dialect::translate;
+use crate::config::MysqlCharset;
 use crate::db::{DbError, DbResult};
 use std::collections::HashMap;
 
@@ -50,13 +51,7 @@ impl MyConn {
             }
         }
         let conn = MysqlConn::new(opts).map_err(classify)?;
-        let charset = p.charset.as_deref().unwrap_or("utf8mb4");
-        if !charset
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(DbError::Backend(format!("bad charset: {charset}").into()));
-        }
+        let charset = p.charset.unwrap_or(MysqlCharset::Utf8mb4).as_str();
         let mut my = MyConn {
             conn,
             texts: HashMap::new(),
