@@ -5,8 +5,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::admin::PurgeOptions;
-use crate::options::{AdminCommand, ServeOptions};
+use crate::admin::{node_flag, PurgeOptions};
+use crate::db::nodes::NodeChange;
+use crate::options::{AdminCommand, NodesCommand, ServeOptions};
 
 /// The usage text shown by `--help` and on errors.
 pub const USAGE: &str = "\
@@ -25,6 +26,9 @@ Commands:
   backup FILE    write a consistent copy of the live database to FILE
   migrate --to URI  copy the SQLite database into MySQL/MariaDB or PostgreSQL
   secret         print the secret in effect (for an external storage node or a load test)
+  nodes list|add|set|drain|remove|secret   the storage nodes of a tokenserver with
+                 node assignment (`nodes --help`)
+  migrate-to-nodes --to URI   make this box node 1 of a tokenserver database
   help           print this text (`COMMAND --help` for one command)
   version        print the version
 
@@ -137,6 +141,35 @@ accounts that changed since the first, so the switch is: run it while
 serving, stop the server (or the web server), run it again, set the printed
 sqluri line in the ini, start the server. The password is never printed.";
 
+const NODES_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] nodes SUBCOMMAND [--json]
+
+The storage nodes a tokenserver with node assignment spreads accounts over
+([tokenserver] backend = tokenserver.assignment.sqlnode.SQLNodeAssignment, the
+nodes kept in [tokenserver] sqluri). A node's URL is its public_url exactly.
+
+  nodes list                      load, capacity and accounts of every node
+  nodes add URL --capacity N      a node taking up to N accounts
+  nodes set URL [--capacity N] [--downed 1|0] [--backoff 1|0]
+                                  a downed node's accounts move at their next
+                                  token; a backed-off node takes no new ones
+  nodes drain URL                 no new accounts, and its accounts move to other
+                                  nodes at their next token (their data is then
+                                  uploaded again by the clients); prints how many
+  nodes remove URL                drain, then forget the node
+  nodes secret URL                the node's own secret ([storage] node_secret),
+                                  derived from [syncserver] secret";
+
+const MIGRATE_TO_NODES_HELP: &str = "\
+Usage: syncserver-fcgi [--config FILE] migrate-to-nodes --to URI [--capacity N] [--json]
+
+Writes the tokenserver tables of node assignment into the database URI (SQLite,
+MySQL/MariaDB or PostgreSQL; not this box's own database), with this box
+(public_url) as node 1 holding every account under its current uid, so that a
+second node can be added later without anyone syncing again. Run it again to
+copy accounts that signed up meanwhile. Prints the [tokenserver] lines to put in
+the ini; restart the server after adding them.";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve {
@@ -197,6 +230,9 @@ const VALUED: &[&str] = &[
     "--grace-period",
     "--chunk",
     "--to",
+    "--capacity",
+    "--downed",
+    "--backoff",
 ];
 
 fn split(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Args, CliError> {
@@ -265,6 +301,8 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
         Some("backup") => BACKUP_HELP,
         Some("secret") => SECRET_HELP,
         Some("migrate") => MIGRATE_HELP,
+        Some("nodes") => NODES_HELP,
+        Some("migrate-to-nodes") => MIGRATE_TO_NODES_HELP,
         _ => USAGE,
     };
     if has("--help") || has("-h") || command == "help" {
@@ -276,6 +314,7 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
     let (mut json, mut yes, mut metrics) = (false, false, false);
     let mut as_user = None;
     let mut to = None;
+    let mut change = NodeChange::default();
     for (flag, value) in &flags {
         if matches!(flag.as_str(), "--config" | "-c") {
             config = value.as_ref().map(PathBuf::from);
@@ -337,7 +376,19 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
             }
             "--to" => {
                 to = Some(v.to_string());
-                command == "migrate"
+                matches!(command, "migrate" | "migrate-to-nodes")
+            }
+            "--capacity" => {
+                change.capacity = Some(number(flag, v, i32::MAX as u64)? as i64);
+                matches!(command, "nodes" | "migrate-to-nodes")
+            }
+            "--downed" => {
+                change.downed = Some(node_flag(flag, v).map_err(CliError)?);
+                command == "nodes"
+            }
+            "--backoff" => {
+                change.backoff = Some(node_flag(flag, v).map_err(CliError)?);
+                command == "nodes"
             }
             "--replaced" => {
                 purge.replaced = true;
@@ -345,7 +396,10 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
             }
             "--json" => {
                 json = true;
-                matches!(command, "purge" | "users" | "stats")
+                matches!(
+                    command,
+                    "purge" | "users" | "stats" | "nodes" | "migrate-to-nodes"
+                )
             }
             "--yes" | "-y" => {
                 yes = true;
@@ -386,9 +440,49 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Comm
                 "migrate needs --to URI\n\n{MIGRATE_HELP}"
             ))),
         },
+        ("migrate-to-nodes", []) => match to {
+            Some(to) => admin(AdminCommand::MigrateToNodes {
+                to,
+                capacity: change.capacity,
+            }),
+            None => Err(CliError(format!(
+                "migrate-to-nodes needs --to URI\n\n{MIGRATE_TO_NODES_HELP}"
+            ))),
+        },
+        ("nodes", [sub, rest @ ..]) => {
+            let url = || match rest {
+                [url] => Ok(url.clone()),
+                _ => Err(CliError(format!(
+                    "nodes {sub} needs one URL\n\n{NODES_HELP}"
+                ))),
+            };
+            let only_capacity = change.downed.is_none() && change.backoff.is_none();
+            let nodes = match sub.as_str() {
+                "list" if rest.is_empty() && change == NodeChange::default() => NodesCommand::List,
+                "add" if only_capacity => NodesCommand::Add {
+                    url: url()?,
+                    capacity: change.capacity.ok_or_else(|| {
+                        CliError(format!("nodes add needs --capacity N\n\n{NODES_HELP}"))
+                    })?,
+                },
+                "set" if change != NodeChange::default() => NodesCommand::Set {
+                    url: url()?,
+                    change: change.clone(),
+                },
+                "drain" if change == NodeChange::default() => NodesCommand::Drain { url: url()? },
+                "remove" if change == NodeChange::default() => NodesCommand::Remove { url: url()? },
+                "secret" if change == NodeChange::default() => NodesCommand::Secret { url: url()? },
+                _ => {
+                    return Err(CliError(format!(
+                        "wrong arguments for nodes {sub}\n\n{NODES_HELP}"
+                    )))
+                }
+            };
+            admin(AdminCommand::Nodes(nodes))
+        }
         (
             "serve" | "check-config" | "purge" | "stats" | "users" | "backup" | "secret"
-            | "migrate",
+            | "migrate" | "nodes" | "migrate-to-nodes",
             _,
         ) => Err(CliError(format!("wrong arguments for {command}\n\n{help}"))),
         (other, _) => Err(CliError(format!("unknown command {other:?}"))),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::admin::PurgeOptions;
+use crate::db::nodes::NodeChange;
 use crate::fcgi::BindAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +48,40 @@ pub enum AdminCommand {
         /// The target `sqluri`, as given (parsed by the command).
         to: String,
     },
+    /// `nodes ...`: the storage nodes of a tokenserver with node assignment.
+    Nodes(NodesCommand),
+    /// `migrate-to-nodes --to URI`: this box's accounts into tokenserver tables.
+    MigrateToNodes {
+        to: String,
+        /// `--capacity N` of this box as a node.
+        capacity: Option<i64>,
+    },
     /// `secret`: print the secret in effect.
     Secret {
         /// `--metrics`: the metrics secret instead.
         metrics: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodesCommand {
+    List,
+    Add {
+        url: String,
+        capacity: i64,
+    },
+    Set {
+        url: String,
+        change: NodeChange,
+    },
+    Drain {
+        url: String,
+    },
+    Remove {
+        url: String,
+    },
+    /// The node's own secret, derived from the master secret.
+    Secret {
+        url: String,
     },
 }

@@ -1,5 +1,5 @@
 //! Operator commands: `purge`, `users list|delete`, `stats`, `backup`, `secret`,
-//! `migrate`.
+//! `migrate`, `nodes ...`, `migrate-to-nodes`.
 //!
 //! Each works on the same database (and the same `--config`) as the running
 //! server, through the `db::admin` interface, and is safe to run while the
@@ -7,6 +7,7 @@
 
 mod backup;
 mod migrate;
+mod nodes;
 mod purge;
 mod secret;
 mod stats;
@@ -24,6 +25,7 @@ use crate::start::load_settings;
 
 pub use backup::backup;
 pub use migrate::migrate;
+pub use nodes::{flag as node_flag, migrate_to_nodes, nodes};
 pub use purge::{purge, PurgeOptions};
 pub use secret::{secret, stored_secret, SecretError};
 pub use stats::stats;
@@ -154,6 +156,10 @@ pub fn run(path: Option<&Path>, command: &AdminCommand, json: bool) -> ExitCode 
         AdminCommand::Backup(file) => backup(&settings, file),
         AdminCommand::Secret { metrics } => secret(&settings, *metrics),
         AdminCommand::Migrate { to } => migrate(&settings, to),
+        AdminCommand::Nodes(command) => nodes(&settings, command, json),
+        AdminCommand::MigrateToNodes { to, capacity } => {
+            migrate_to_nodes(&settings, to, *capacity, json)
+        }
     };
     match result {
         Ok(text) => {

@@ -279,6 +279,12 @@ fn db(err: DbError) -> Response {
             }
             zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
         }
+        DbError::NoNode => {
+            if FAULT_LOG.due() {
+                log::error!("{err}: answering 503 (logged at most once a minute)");
+            }
+            zero(503).with_header("Retry-After", RETRY_AFTER_FAULT.to_string())
+        }
         DbError::Backend(why) => {
             if FAULT_LOG.due() {
                 log::error!("database error: {why}; answered 503 (logged at most once a minute)");

@@ -35,14 +35,20 @@ pub struct AppConfig {
 /// Everything a worker needs to answer requests; shared by all of them.
 pub struct App {
     config: AppConfig,
-    storage: Storage,
-    tokenserver: Tokenserver,
+    /// `None` on a tokenserver-only process (`role = tokenserver`).
+    storage: Option<Storage>,
+    /// `None` on a storage node (`role = storage`).
+    tokenserver: Option<Tokenserver>,
     /// A misaddressed request is logged at most once a minute.
     mismatch_log: RateLimit,
 }
 
 impl App {
-    pub fn new(config: AppConfig, storage: Storage, tokenserver: Tokenserver) -> App {
+    pub fn new(
+        config: AppConfig,
+        storage: Option<Storage>,
+        tokenserver: Option<Tokenserver>,
+    ) -> App {
         App {
             config,
             storage,
@@ -118,18 +124,25 @@ impl App {
             }
             Route::LbHeartbeat if get => Ok(Response::json(200, "{}")),
             Route::Heartbeat if get => Ok(self.heartbeat()),
-            Route::Storage { uid, target } => self
-                .storage
-                .handle(req, &addressed.origin, uid, &target)
-                .map_err(AppError::from),
+            Route::Storage { uid, target } => match &self.storage {
+                Some(storage) => storage
+                    .handle(req, &addressed.origin, uid, &target)
+                    .map_err(AppError::from),
+                None => Err(AppError::NotFound),
+            },
             Route::Token {
                 application,
                 version,
-            } => self
-                .tokenserver
-                .handle(req, &application, &version)
-                .map_err(AppError::from),
-            Route::TokenDiscovery if get => Ok(self.tokenserver.discovery()),
+            } => match &self.tokenserver {
+                Some(tokenserver) => tokenserver
+                    .handle(req, &application, &version)
+                    .map_err(AppError::from),
+                None => Err(AppError::NotFound),
+            },
+            Route::TokenDiscovery if get => match &self.tokenserver {
+                Some(tokenserver) => Ok(tokenserver.discovery()),
+                None => Err(AppError::NotFound),
+            },
             Route::NotFound => Err(AppError::NotFound),
             _ => Err(AppError::MethodNotAllowed("GET, HEAD")),
         };
@@ -137,7 +150,11 @@ impl App {
     }
 
     fn heartbeat(&self) -> Response {
-        let db = self.storage.pool().get().and_then(|mut db| db.ping());
+        let db = match (&self.storage, &self.tokenserver) {
+            (Some(storage), _) => storage.pool().get().and_then(|mut db| db.ping()),
+            (None, Some(tokenserver)) => tokenserver.ping(),
+            (None, None) => Ok(()),
+        };
         let (status, db_state) = match &db {
             Ok(()) => (200, "Ok"),
             Err(e) => {

@@ -15,6 +15,7 @@
 mod expiring;
 mod hawk;
 pub(crate) mod metrics;
+mod node_secret;
 pub(crate) mod replay;
 mod tokenlib;
 
@@ -24,6 +25,7 @@ pub use hawk::{
     HawkRequest,
 };
 pub use metrics::{hash_device_id, hash_fxa_uid};
+pub use node_secret::node_secret;
 pub use replay::{
     nonce_key, Accepted, MemoryReplay, ReplayError, ReplayLimits, ReplayRequest, ReplayStore,
     DEFAULT_MAX_NONCES, WINDOW_SECS,

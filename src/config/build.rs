@@ -6,7 +6,7 @@ use super::error::{ConfigError, Origin};
 use super::known;
 use super::read::Ctx;
 use super::url::{absolute, mask_uri_password, parse_sqluri};
-use super::{DatabaseUri, NoteLevel, PublicUrl, Settings, StorageLimits, TrustedProxies};
+use super::{DatabaseUri, NoteLevel, PublicUrl, Role, Settings, StorageLimits, TrustedProxies};
 
 const DEFAULT_ENDPOINT: &str = "{node}/storage/1.5/{uid}";
 const OLDSYNC_SCOPE: &str = "https://identity.mozilla.com/apps/oldsync";
@@ -74,6 +74,10 @@ pub(super) fn build(ctx: &mut Ctx<'_>) -> Result<Settings, ConfigError> {
         .single("oauth", "default_issuer")?
         .map(|(v, _)| v)
         .filter(|v| !v.is_empty());
+    let role = role(ctx)?;
+    let nodes_database = nodes_database(ctx, &database, role)?;
+    let node_secret = node_secret(ctx)?;
+    shared_secret_needed(ctx, &secrets, role, nodes_database.is_some(), &node_secret)?;
     python_only_notes(ctx)?;
     known::check(ctx);
     Ok(Settings {
@@ -104,6 +108,9 @@ pub(super) fn build(ctx: &mut Ctx<'_>) -> Result<Settings, ConfigError> {
         oauth_jwks_file,
         oauth_timeout,
         oauth_default_issuer,
+        role,
+        nodes_database,
+        node_secret,
         notes: std::mem::take(&mut ctx.notes),
     })
 }
@@ -177,10 +184,103 @@ fn database(ctx: &mut Ctx<'_>) -> Result<DatabaseUri, ConfigError> {
             DatabaseUri::Sqlite(path)
         }
     };
-    for section in ["storage", "tokenserver"] {
-        ignored_sqluri(ctx, section, &db)?;
+    ignored_sqluri(ctx, "storage", &db)?;
+    if !sqlnode(ctx)? {
+        ignored_sqluri(ctx, "tokenserver", &db)?;
     }
     Ok(db)
+}
+
+/// The Python setting that gives the tokenserver node assignment.
+const SQLNODE: &str = "tokenserver.assignment.sqlnode.SQLNodeAssignment";
+
+fn sqlnode(ctx: &mut Ctx<'_>) -> Result<bool, ConfigError> {
+    Ok(ctx
+        .single("tokenserver", "backend")?
+        .is_some_and(|(b, _)| b == SQLNODE))
+}
+
+fn role(ctx: &mut Ctx<'_>) -> Result<Role, ConfigError> {
+    let Some((raw, origin)) = ctx.single("syncserver", "role")? else {
+        return Ok(Role::All);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "" | "all" => Ok(Role::All),
+        "tokenserver" => Ok(Role::Tokenserver),
+        "storage" => Ok(Role::Storage),
+        _ => Err(ctx.invalid(origin, &raw, "it must be all, tokenserver or storage")),
+    }
+}
+
+/// The tokenserver's own database, with `sqlnode`.
+fn nodes_database(
+    ctx: &mut Ctx<'_>,
+    storage: &DatabaseUri,
+    role: Role,
+) -> Result<Option<DatabaseUri>, ConfigError> {
+    if !sqlnode(ctx)? {
+        return Ok(None);
+    }
+    if role == Role::Storage {
+        ctx.note(
+            NoteLevel::Info,
+            "[tokenserver] backend is not used by a storage node (role = storage)".into(),
+        );
+        return Ok(None);
+    }
+    let Some((uri, origin)) = ctx.single("tokenserver", "sqluri")? else {
+        return Err(ConfigError::Missing {
+            section: "tokenserver".into(),
+            key: "sqluri".into(),
+            env_var: None,
+            near_miss: known::near_miss(ctx, "tokenserver", "sqluri"),
+        });
+    };
+    let db = resolve_sqluri(ctx, &uri, &origin)?;
+    if db == DatabaseUri::Memory {
+        return Err(ctx.invalid(origin, &uri, "node assignments must outlive the process"));
+    }
+    if role.serves_storage() && db.same_database(storage) {
+        let reason = "the tokenserver's tables need a database of their own, not the storage database (`syncserver-fcgi migrate-to-nodes --to URI` fills one from this box)";
+        return Err(ctx.invalid(origin, &mask_uri_password(&uri), reason));
+    }
+    Ok(Some(db))
+}
+
+fn node_secret(ctx: &mut Ctx<'_>) -> Result<Option<String>, ConfigError> {
+    match ctx.single("storage", "node_secret")? {
+        Some((v, origin)) if v.trim().is_empty() => Err(ctx.invalid(
+            origin,
+            "",
+            "it is empty; remove the line to derive it from [syncserver] secret",
+        )),
+        other => Ok(other.map(|(v, _)| v.trim().to_string())),
+    }
+}
+
+/// Processes that sign or check each other's tokens must be given the secret: one
+/// generated and stored in a database is seen by that database's processes only.
+fn shared_secret_needed(
+    ctx: &mut Ctx<'_>,
+    secrets: &[String],
+    role: Role,
+    sqlnode: bool,
+    node_secret: &Option<String>,
+) -> Result<(), ConfigError> {
+    let needed = match role {
+        Role::All => sqlnode,
+        Role::Tokenserver => true,
+        Role::Storage => node_secret.is_none(),
+    };
+    if needed && secrets.is_empty() {
+        return Err(ConfigError::Missing {
+            section: "syncserver".into(),
+            key: "secret".into(),
+            env_var: Some("SYNCSERVER_SECRET".into()),
+            near_miss: known::near_miss(ctx, "syncserver", "secret"),
+        });
+    }
+    Ok(())
 }
 
 fn resolve_sqluri(
@@ -517,14 +617,21 @@ fn check_json(text: &str) -> Result<(), String> {
 /// Python settings we read only to say what became of them.
 fn python_only_notes(ctx: &mut Ctx<'_>) -> Result<(), ConfigError> {
     if let Some((b, origin)) = ctx.single("tokenserver", "backend")? {
-        let (level, msg) = if b.ends_with("StaticNodeAssignment") {
+        let (level, msg) = if b == SQLNODE {
+            (
+                NoteLevel::Info,
+                format!(
+                    "{origin}: accounts are assigned to the storage nodes of [tokenserver] sqluri"
+                ),
+            )
+        } else if b.ends_with("StaticNodeAssignment") {
             (
                 NoteLevel::Info,
                 format!("{origin} is a setting of the Python server only: ignored"),
             )
         } else {
             let msg = format!(
-                "{origin} = {b} is ignored: users are always assigned to this server's own storage"
+                "{origin} = {b} is ignored: users are assigned to this server's own storage (or, with {SQLNODE}, to the nodes of [tokenserver] sqluri)"
             );
             (NoteLevel::Warning, msg)
         };

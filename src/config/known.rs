@@ -31,6 +31,7 @@ const SYNCSERVER: &[Rule] = &[
     ("oauth_verifier", Use::Read),
     ("debug_enabled", Use::Read),
     ("loglevel", Use::Read),
+    ("role", Use::Read),
 ];
 
 const STORAGE: &[Rule] = &[
@@ -42,6 +43,7 @@ const STORAGE: &[Rule] = &[
     ("max_total_bytes", Use::Read),
     ("quota_size", Use::Read),
     ("batch_upload_enabled", Use::Read),
+    ("node_secret", Use::Read),
     ("sqluri", Use::Read),
     ("backend", Use::Read),
     ("standard_collections", Use::Ignored),

@@ -109,8 +109,37 @@ pub struct Settings {
     pub oauth_timeout: u64,
     /// `[oauth] default_issuer`: the email domain for OAuth users when no IdP says otherwise.
     pub oauth_default_issuer: Option<String>,
+    /// `[syncserver] role` (our addition): which half of Sync this process serves.
+    pub role: Role,
+    /// `[tokenserver] sqluri` when `[tokenserver] backend` is Python's `sqlnode`:
+    /// the tokenserver's own database, which assigns accounts to storage nodes.
+    pub nodes_database: Option<DatabaseUri>,
+    /// `[storage] node_secret` (our addition): this node's own secret, derived from
+    /// the master secret (`nodes secret URL`), for a node that should not hold the
+    /// master secret.
+    pub node_secret: Option<String>,
     /// Things the operator should know; none of them stopped the load.
     pub notes: Vec<ConfigNote>,
+}
+
+/// Which requests a process answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Tokenserver and storage (the Python server's only layout; the default).
+    All,
+    /// `/token/...` only: a site's one tokenserver in front of several storage nodes.
+    Tokenserver,
+    /// `/storage/...` only: one storage node, answering for `public_url`.
+    Storage,
+}
+
+impl Role {
+    pub fn serves_tokens(self) -> bool {
+        self != Role::Storage
+    }
+    pub fn serves_storage(self) -> bool {
+        self != Role::Tokenserver
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -134,6 +163,9 @@ impl fmt::Debug for Settings {
             .field("token_duration", &self.token_duration)
             .field("node_url", &self.node_url)
             .field("metrics_secret", &self.metrics_secret.as_deref().map(mask))
+            .field("role", &self.role)
+            .field("nodes_database", &self.nodes_database)
+            .field("node_secret", &self.node_secret.as_deref().map(mask))
             .field("notes", &self.notes.len())
             .finish_non_exhaustive()
     }

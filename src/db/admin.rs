@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::nodes::NodeUser;
 use super::{DbResult, MetaDb};
 
 /// One account row, for `users list`.
@@ -81,6 +82,8 @@ pub trait AdminDb: MetaDb {
     fn purge_uid(&mut self, uid: i64, limit: u64) -> DbResult<Purged>;
     /// Every user row with its usage.
     fn list_users(&mut self) -> DbResult<Vec<UserSummary>>;
+    /// Every user row as the tokenserver keeps it (for `migrate-to-nodes`).
+    fn user_records(&mut self) -> DbResult<Vec<NodeUser>>;
     /// Removes an account's rows (by stored email) in one transaction and
     /// queues its uids for `purge_uid`; returns those uids.
     fn remove_account(&mut self, email: &str) -> DbResult<Vec<i64>>;

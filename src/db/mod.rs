@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod migrate;
+pub mod nodes;
 mod open;
 pub mod pool;
 pub mod sql;
@@ -21,8 +22,8 @@ use crate::uid::Uid;
 
 pub use migrate::MigrateError;
 pub use open::{
-    open, open_admin, open_server, open_server_admin, server_params, server_problems, side_files,
-    AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
+    open, open_admin, open_nodes, open_server, open_server_admin, server_params, server_problems,
+    side_files, AdminAccess, AdminOpenError, Opened, SharedReplayOpener,
 };
 pub use pool::{Opener, Pool, PooledDb};
 pub use sql::{Engine, Host, ServerParams};
@@ -72,6 +73,9 @@ pub enum DbError {
         /// How long the request waited.
         waited: std::time::Duration,
     },
+    /// No storage node takes new accounts (all full, downed, drained or backed
+    /// off): a first sign-in, or a move off a drained node, must wait.
+    NoNode,
     /// `X-If-Unmodified-Since` failed; carries the resource's timestamp.
     PreconditionFailed(Ms),
     /// `X-If-Modified-Since` matched; carries the resource's timestamp.
@@ -104,6 +108,10 @@ impl std::fmt::Display for DbError {
                 f,
                 "all {sessions} database session(s) stayed busy for {}s",
                 waited.as_secs()
+            ),
+            DbError::NoNode => write!(
+                f,
+                "no storage node takes new users (all full, downed, drained or backed off; see `nodes list`)"
             ),
             DbError::PreconditionFailed(_) => write!(f, "precondition failed"),
             DbError::NotModified(_) => write!(f, "not modified"),

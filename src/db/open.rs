@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::admin::AdminDb;
+use super::nodes::{NodeStore, NodesLocation};
 use super::pool::{Guard, Opener};
 use super::sql::{self, ServerParams, SqlDb};
 use super::sqlite::replay::{replay_path, SharedReplay};
@@ -54,6 +55,22 @@ impl Opened {
         }
         (pool, self.shared_replay)
     }
+}
+
+/// Opens (creating the tables if needed) the tokenserver's node-assignment database.
+pub fn open_nodes(uri: &DatabaseUri) -> DbResult<NodeStore> {
+    let location = match uri {
+        DatabaseUri::Sqlite(path) => NodesLocation::Sqlite(path.clone()),
+        DatabaseUri::Mysql(server) | DatabaseUri::Postgresql(server) => {
+            NodesLocation::Server(server_params(server)?)
+        }
+        DatabaseUri::Memory => {
+            return Err(DbError::Backend(
+                "node assignments cannot live in memory".into(),
+            ))
+        }
+    };
+    super::nodes::open_nodes(&location)
 }
 
 /// Opens (creating if needed) the database for serving with up to `workers` sessions.

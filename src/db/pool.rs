@@ -21,32 +21,33 @@ use super::{Database, DbError, DbResult};
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens one more session.
-pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn Database>> + Send + Sync>;
+pub type Opener<T = dyn Database> = Box<dyn Fn() -> DbResult<Box<T>> + Send + Sync>;
 
 /// Says whether the database may be touched at all right now (the SQLite engine's `-shm` check); asked
 /// before every loan and every new session, and before closing sessions.
 pub type Guard = Box<dyn Fn() -> DbResult<()> + Send + Sync>;
 
-struct State {
-    idle: Vec<Box<dyn Database>>,
+struct State<T: ?Sized> {
+    idle: Vec<Box<T>>,
     /// Sessions that exist (idle or on loan).
     open: usize,
 }
 
-/// Sessions waiting to be used.
-pub struct Pool {
-    state: Mutex<State>,
+/// Sessions waiting to be used: the storage database's, or (with node
+/// assignment) the tokenserver database's.
+pub struct Pool<T: ?Sized + Send = dyn Database> {
+    state: Mutex<State<T>>,
     available: Condvar,
     size: usize,
     wait: Duration,
-    opener: Opener,
+    opener: Opener<T>,
     guard: Option<Guard>,
 }
 
-impl Pool {
+impl<T: ?Sized + Send> Pool<T> {
     /// A pool of at most `size` sessions, starting with `first` and opening
     /// more with `opener` when all are busy.
-    pub fn new(first: Box<dyn Database>, size: usize, opener: Opener) -> Pool {
+    pub fn new(first: Box<T>, size: usize, opener: Opener<T>) -> Pool<T> {
         Pool {
             state: Mutex::new(State {
                 idle: vec![first],
@@ -61,14 +62,14 @@ impl Pool {
     }
 
     /// The same pool, waiting at most `wait` for a free session.
-    pub fn with_wait(mut self, wait: Duration) -> Pool {
+    pub fn with_wait(mut self, wait: Duration) -> Pool<T> {
         self.wait = wait;
         self
     }
 
     /// Adds a check that runs before any session is lent or opened: while it fails, `get`
     /// fails with its error and no session is touched.
-    pub fn with_guard(mut self, guard: Guard) -> Pool {
+    pub fn with_guard(mut self, guard: Guard) -> Pool<T> {
         self.guard = Some(guard);
         self
     }
@@ -82,14 +83,14 @@ impl Pool {
         self.size
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic while holding this lock cannot leave the state inconsistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A free session: an idle one, a new one while under `size`, or the next
     /// one to come back within the pool's wait (else `DbError::NoSession`).
-    pub fn get(&self) -> DbResult<PooledDb<'_>> {
+    pub fn get(&self) -> DbResult<PooledDb<'_, T>> {
         self.check()?;
         let deadline = Instant::now() + self.wait;
         let mut state = self.lock();
@@ -123,7 +124,7 @@ impl Pool {
         }
     }
 
-    fn loan(&self, db: Box<dyn Database>) -> PooledDb<'_> {
+    fn loan(&self, db: Box<T>) -> PooledDb<'_, T> {
         PooledDb {
             pool: self,
             db: Some(db),
@@ -132,13 +133,13 @@ impl Pool {
 }
 
 /// A session on loan; it goes back to the pool when dropped.
-pub struct PooledDb<'a> {
-    pool: &'a Pool,
-    db: Option<Box<dyn Database>>,
+pub struct PooledDb<'a, T: ?Sized + Send = dyn Database> {
+    pool: &'a Pool<T>,
+    db: Option<Box<T>>,
 }
 
-impl Deref for PooledDb<'_> {
-    type Target = dyn Database;
+impl<T: ?Sized + Send> Deref for PooledDb<'_, T> {
+    type Target = T;
     fn deref(&self) -> &Self::Target {
         // Invariant: `db` is Some until drop.
         self.db
@@ -147,7 +148,7 @@ impl Deref for PooledDb<'_> {
     }
 }
 
-impl DerefMut for PooledDb<'_> {
+impl<T: ?Sized + Send> DerefMut for PooledDb<'_, T> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.db
             .as_deref_mut()
@@ -155,7 +156,7 @@ impl DerefMut for PooledDb<'_> {
     }
 }
 
-impl Drop for PooledDb<'_> {
+impl<T: ?Sized + Send> Drop for PooledDb<'_, T> {
     fn drop(&mut self) {
         if let Some(db) = self.db.take() {
             self.pool.lock().idle.push(db);
@@ -164,7 +165,7 @@ impl Drop for PooledDb<'_> {
     }
 }
 
-impl Drop for Pool {
+impl<T: ?Sized + Send> Drop for Pool<T> {
     /// Closing a session may write to the database (SQLite checkpoints on close); while the
     /// guard says the database must not be touched, leave the sessions to the OS instead,
     /// which loses nothing: committed transactions are in the WAL.

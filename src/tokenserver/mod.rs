@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::auth::{metrics, mint, TokenPayload};
-use crate::db::{Pool, UserPlan};
+use crate::auth::{metrics, mint, node_secret, TokenPayload};
+use crate::db::nodes::{NodeStore, NodesDb};
+use crate::db::{Pool, UserPlan, UserRecord};
 use crate::http::{query_pairs, Request, Response};
 use crate::timestamp::{now_ms, now_secs};
 pub use error::TokenserverError;
@@ -36,7 +37,8 @@ pub struct TokenserverConfig {
     pub node_url: String,
     /// public_url, for the discovery document.
     pub public_url: String,
-    /// The secret that signs new tokens (the last configured one).
+    /// The secret that signs new tokens (the last configured one); with node
+    /// assignment, the master secret each node's own secret is derived from.
     pub signing_secret: String,
     /// Key for `hashed_fxa_uid`, stable across workers and restarts.
     pub metrics_secret: String,
@@ -53,6 +55,25 @@ pub struct TokenserverConfig {
     pub oauth: OAuthConfig,
 }
 
+/// Where accounts' data lives.
+pub enum Assignment {
+    /// Every account on one node (`node_url`), its records in the storage
+    /// database (the Python server's static node backend).
+    Static(Arc<Pool>),
+    /// Accounts spread over the nodes of the tokenserver's own database
+    /// (Python's `sqlnode` backend); each token is signed with its node's secret.
+    Nodes(Arc<Pool<NodeStore>>),
+}
+
+impl Assignment {
+    fn sessions(&self) -> usize {
+        match self {
+            Assignment::Static(pool) => pool.size(),
+            Assignment::Nodes(pool) => pool.size(),
+        }
+    }
+}
+
 /// The tokenserver, shared by all workers.
 pub struct Tokenserver {
     config: TokenserverConfig,
@@ -61,7 +82,7 @@ pub struct Tokenserver {
     /// Bounds the requests waiting on the account server (or BrowserID
     /// verifier) at once, so they never hold every connection thread.
     gate: Arc<Gate>,
-    pool: Arc<Pool>,
+    assignment: Assignment,
 }
 
 /// Who the client is, after verification.
@@ -73,17 +94,25 @@ struct Identity {
 
 impl Tokenserver {
     /// Builds the tokenserver; nothing is fetched until the first request.
-    pub fn new(config: TokenserverConfig, pool: Arc<Pool>) -> Tokenserver {
+    pub fn new(config: TokenserverConfig, assignment: Assignment) -> Tokenserver {
         let browserid = config.browserid_verifier.clone().map(|url| {
             browserid::RemoteVerifier::new(url, config.audience.clone(), config.oauth.timeout)
         });
-        let gate = Arc::new(Gate::for_workers(pool.size()));
+        let gate = Arc::new(Gate::for_workers(assignment.sessions()));
         Tokenserver {
             oauth: OAuthVerifier::new(config.oauth.clone(), Arc::clone(&gate)),
             browserid,
             gate,
             config,
-            pool,
+            assignment,
+        }
+    }
+
+    /// Whether the database holding the accounts answers (for `/__heartbeat__`).
+    pub fn ping(&self) -> crate::db::DbResult<()> {
+        match &self.assignment {
+            Assignment::Static(pool) => pool.get()?.ping(),
+            Assignment::Nodes(pool) => pool.get()?.nodes().map(|_| ()),
         }
     }
 
@@ -223,25 +252,44 @@ impl Tokenserver {
         }
     }
 
+    /// The account's current record, the node holding its data and `api_endpoint`.
+    fn assign(
+        &self,
+        id: &Identity,
+        refusal: &mut Option<Refusal>,
+    ) -> Result<Option<(UserRecord, String, String)>, TokenserverError> {
+        let node = self.config.node_url.as_str();
+        let mut decide = |state: &crate::db::UserState| match rules::decide(
+            state,
+            &id.claims,
+            &self.config.admission,
+            node,
+        ) {
+            Ok(plan) => plan,
+            Err(r) => {
+                *refusal = Some(r);
+                UserPlan::Reject
+            }
+        };
+        Ok(match &self.assignment {
+            Assignment::Static(pool) => pool
+                .get()?
+                .token_user(&id.email, now_ms(), &mut decide)?
+                .map(|record| {
+                    let endpoint = format!("{node}/storage/1.5/{}", record.uid);
+                    (record, node.to_string(), endpoint)
+                }),
+            Assignment::Nodes(pool) => pool
+                .get()?
+                .token_user(&id.email, now_ms(), &mut decide)?
+                .map(|a| (a.record, a.node, a.endpoint)),
+        })
+    }
+
     fn issue(&self, req: &Request, id: Identity) -> Result<Response, TokenserverError> {
         let mut refusal = None;
-        let node = self.config.node_url.as_str();
-        let record = self
-            .pool
-            .get()?
-            .token_user(&id.email, now_ms(), &mut |state| match rules::decide(
-                state,
-                &id.claims,
-                &self.config.admission,
-                node,
-            ) {
-                Ok(plan) => plan,
-                Err(r) => {
-                    refusal = Some(r);
-                    UserPlan::Reject
-                }
-            })?;
-        let Some(record) = record else {
+        let assigned = self.assign(&id, &mut refusal)?;
+        let Some((record, node, endpoint)) = assigned else {
             return Err(refusal_error(
                 refusal.unwrap_or(Refusal::NewUsersDisabled),
                 &id,
@@ -255,7 +303,7 @@ impl Tokenserver {
             .unwrap_or(record.generation);
         let payload = TokenPayload {
             uid: record.uid,
-            node: node.to_string(),
+            node: node.clone(),
             expires: (now_secs() as u64 + duration) as f64,
             salt: String::new(),
             fxa_uid: Some(id.fxa_uid.clone()),
@@ -267,12 +315,17 @@ impl Tokenserver {
             )),
             hashed_fxa_uid: Some(hashed_fxa_uid.clone()),
         };
-        let (token, key) = mint(&self.config.signing_secret, &payload);
+        let (token, key) = match &self.assignment {
+            Assignment::Static(_) => mint(&self.config.signing_secret, &payload),
+            Assignment::Nodes(_) => {
+                mint(&node_secret(&self.config.signing_secret, &node), &payload)
+            }
+        };
         let body = json!({
             "id": token,
             "key": key,
             "uid": record.uid.wire(),
-            "api_endpoint": format!("{node}/storage/1.5/{}", record.uid),
+            "api_endpoint": endpoint,
             "duration": duration,
             "hashalg": "sha256",
             "hashed_fxa_uid": hashed_fxa_uid,

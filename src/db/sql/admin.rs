@@ -11,6 +11,7 @@ use std::path::Path;
 use super::users::{revoke, SERVICE_NAME};
 use super::{dialect, Conn, SqlDb, Value};
 use crate::db::admin::{AdminDb, Purged, Stats, UserSummary};
+use crate::db::nodes::NodeUser;
 use crate::db::{DbError, DbResult};
 use crate::timestamp::{now_ms, now_secs};
 
@@ -127,6 +128,30 @@ impl AdminDb for SqlDb {
                 purged.uids = 1;
             }
             Ok(purged)
+        })
+    }
+
+    fn user_records(&mut self) -> DbResult<Vec<NodeUser>> {
+        self.run(|s| {
+            let rows = s.conn()?.query(
+                "SELECT uid, email, generation, client_state, created_at, replaced_at,
+                        keys_changed_at
+                 FROM users WHERE service = ? ORDER BY uid",
+                &[SERVICE_NAME.into()],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(NodeUser {
+                        uid: r.int(0)?,
+                        email: r.text(1)?,
+                        generation: r.opt_int(2)?.unwrap_or(0),
+                        client_state: r.opt_text(3)?.unwrap_or_default(),
+                        created_at: r.opt_int(4)?.unwrap_or(0),
+                        replaced_at: r.opt_int(5)?,
+                        keys_changed_at: r.opt_int(6)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -307,7 +307,7 @@ fn inline(sql: &str, ints: &[i64]) -> String {
 }
 
 /// The lock key of an email: negative, so it never meets a uid's (FNV-1a).
-fn email_key(email: &str) -> i64 {
+pub(crate) fn email_key(email: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in email.bytes() {
         h ^= u64::from(b);

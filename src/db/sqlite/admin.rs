@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use super::users::SERVICE;
 use super::{map_err, SqliteDb};
 use crate::db::admin::{AdminDb, Purged, Stats, UserSummary};
+use crate::db::nodes::NodeUser;
 use crate::db::{DbError, DbResult};
 use crate::timestamp::{now_ms, now_secs};
 
@@ -127,6 +128,31 @@ impl AdminDb for SqliteDb {
             }
             Ok(purged)
         })
+    }
+
+    fn user_records(&mut self) -> DbResult<Vec<NodeUser>> {
+        let conn = self.connection();
+        let mut stmt = conn
+            .prepare(
+                "SELECT uid, email, generation, client_state, created_at, replaced_at,
+                        keys_changed_at
+                 FROM users WHERE service = ?1 ORDER BY uid",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![SERVICE], |r| {
+                Ok(NodeUser {
+                    uid: r.get(0)?,
+                    email: r.get(1)?,
+                    generation: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    client_state: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    created_at: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    replaced_at: r.get(5)?,
+                    keys_changed_at: r.get(6)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
     }
 
     fn list_users(&mut self) -> DbResult<Vec<UserSummary>> {
