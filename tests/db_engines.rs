@@ -13,11 +13,13 @@ use std::sync::{Arc, Barrier};
 use common::engines::{Engine, TestDatabase};
 use syncserver_fcgi::config::DatabaseUri;
 use syncserver_fcgi::db::admin::AdminDb;
+use syncserver_fcgi::db::nodes::{Assigned, NodeChange, NodeStore, NodeUser, NodesDb};
 use syncserver_fcgi::db::sql::{connect, Conn, Row};
 use syncserver_fcgi::db::{
-    open, open_admin, AdminAccess, BatchLimits, BsoQuery, BsoUpdate, Database, DbError, NewUser,
-    Offset, Opened, PageBudget, Precondition, ServerParams, Sort, UserPlan, WriteCtx,
+    open, open_admin, open_nodes, AdminAccess, BatchLimits, BsoQuery, BsoUpdate, Database, DbError,
+    NewUser, Offset, Opened, PageBudget, Precondition, ServerParams, Sort, UserPlan, WriteCtx,
 };
+use syncserver_fcgi::timestamp::now_ms;
 use syncserver_fcgi::uid::Uid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -988,5 +990,229 @@ fn unix_sockets() {
         assert!(!created.changes.is_empty(), "{:?}", t.kind);
         drop(created);
         assert!(t.open(1).changes.is_empty(), "{:?}", t.kind);
+    }
+}
+
+/// The tokenserver tables of node assignment, on the case's database.
+fn node_store(t: &TestDb) -> NodeStore {
+    open_nodes(&t.uri).unwrap_or_else(|e| panic!("{:?}: {e}", t.kind))
+}
+
+/// A first sign-in creates a row (plain values); a returning account keeps its own,
+/// or, with `new_state`, replaces it (a key change).
+fn sign_in(db: &mut NodeStore, email: &str, new_state: Option<&str>) -> Result<Assigned, DbError> {
+    db.token_user(
+        email,
+        now_ms(),
+        &mut |st| match (st.rows.first(), new_state) {
+            (None, _) => UserPlan::Create(NewUser {
+                generation: 1,
+                client_state: "aa".into(),
+                keys_changed_at: Some(1),
+                node: String::new(),
+            }),
+            (Some(r), Some(cs)) if r.client_state != cs => UserPlan::Replace(NewUser {
+                generation: 2,
+                client_state: cs.into(),
+                keys_changed_at: Some(2),
+                node: String::new(),
+            }),
+            _ => UserPlan::Keep,
+        },
+    )
+    .map(|a| a.expect("no plan here rejects"))
+}
+
+fn node_of(db: &mut NodeStore, email: &str) -> String {
+    sign_in(db, email, None).unwrap().node
+}
+
+fn users_on(db: &mut NodeStore, url: &str) -> i64 {
+    db.nodes()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.url == url)
+        .map_or(-1, |n| n.users)
+}
+
+#[test]
+fn node_assignment_spreads_keeps_and_moves() {
+    const A: &str = "http://node-a.test";
+    const B: &str = "http://node-b.test";
+    const C: &str = "http://node-c.test";
+    for t in engines("nodes") {
+        let k = t.kind;
+        let mut db = node_store(&t);
+        // No node yet: nobody can be placed.
+        assert!(
+            matches!(sign_in(&mut db, "u1@x", None), Err(DbError::NoNode)),
+            "{k:?}"
+        );
+        db.add_node(A, 3).unwrap();
+        db.add_node(B, 1).unwrap();
+        assert!(db.add_node(A, 5).is_err(), "{k:?}: a node is added once");
+        // Empty nodes first (older first on a tie), then log(load)/log(capacity);
+        // a full node takes nobody.
+        let placed: Vec<String> = (1..=4)
+            .map(|i| node_of(&mut db, &format!("u{i}@x")))
+            .collect();
+        assert_eq!(placed, [A, B, A, A], "{k:?}");
+        assert!(
+            matches!(sign_in(&mut db, "u5@x", None), Err(DbError::NoNode)),
+            "{k:?}"
+        );
+        // A returning account keeps its uid and node; the endpoint follows the pattern.
+        let first = sign_in(&mut db, "u1@x", None).unwrap();
+        assert_eq!(first.node, A);
+        assert_eq!(first.endpoint, format!("{A}/1.5/{}", first.record.uid));
+        assert_eq!(sign_in(&mut db, "u1@x", None).unwrap(), first, "{k:?}");
+        // A key change: a new uid, same node.
+        let changed = sign_in(&mut db, "u1@x", Some("bb")).unwrap();
+        assert_ne!(changed.record.uid, first.record.uid);
+        assert_eq!(changed.node, A, "{k:?}");
+        assert_eq!(users_on(&mut db, A), 3);
+
+        // Draining A: no one new there, and its accounts move at their next token,
+        // under a new uid, their record values kept.
+        assert_eq!(db.drain_node(A, now_ms()).unwrap(), 3, "{k:?}");
+        assert_eq!(users_on(&mut db, A), 0);
+        // B is full: the move waits for room.
+        assert!(
+            matches!(sign_in(&mut db, "u1@x", None), Err(DbError::NoNode)),
+            "{k:?}"
+        );
+        db.add_node(C, 10).unwrap();
+        let moved = sign_in(&mut db, "u1@x", None).unwrap();
+        assert_eq!(moved.node, C, "{k:?}");
+        assert_ne!(moved.record.uid, changed.record.uid);
+        assert_eq!(
+            (
+                moved.record.generation,
+                moved.record.client_state.as_str(),
+                moved.record.keys_changed_at
+            ),
+            (2, "bb", Some(2)),
+            "{k:?}"
+        );
+        assert_eq!(
+            sign_in(&mut db, "u1@x", None).unwrap(),
+            moved,
+            "{k:?}: stays put now"
+        );
+        assert_eq!(
+            node_of(&mut db, "u6@x"),
+            C,
+            "{k:?}: new accounts avoid the drained node"
+        );
+
+        // A downed node's accounts move too; a backed-off node takes no new ones.
+        let change = |downed, backoff, capacity| NodeChange {
+            capacity,
+            downed,
+            backoff,
+        };
+        db.set_node(B, &change(None, None, Some(5))).unwrap();
+        db.set_node(C, &change(Some(true), None, None)).unwrap();
+        assert_eq!(node_of(&mut db, "u1@x"), B, "{k:?}");
+        db.set_node(C, &change(Some(false), Some(true), None))
+            .unwrap();
+        assert_eq!(node_of(&mut db, "u7@x"), B, "{k:?}");
+        // Removing a node moves its accounts and forgets it.
+        let on_b = users_on(&mut db, B);
+        assert_eq!(db.remove_node(B, now_ms()).unwrap() as i64, on_b, "{k:?}");
+        assert!(db.nodes().unwrap().iter().all(|n| n.url != B));
+        assert!(db.drain_node(B, now_ms()).is_err(), "{k:?}: unknown node");
+        db.set_node(C, &change(None, Some(false), None)).unwrap();
+        assert_eq!(node_of(&mut db, "u1@x"), C, "{k:?}");
+    }
+}
+
+#[test]
+fn node_assignment_concurrency_and_import() {
+    for t in engines("nodes_conc") {
+        let k = t.kind;
+        let mut first = node_store(&t);
+        first.add_node("http://n1.test", 1000).unwrap();
+        // Rows from a single box, uids kept; new uids start above the old box's mark.
+        let old = |uid: i64, email: &str, replaced_at| NodeUser {
+            uid,
+            email: email.into(),
+            generation: 3,
+            client_state: "cc".into(),
+            created_at: 1_600_000_000_000 + uid,
+            replaced_at,
+            keys_changed_at: Some(3),
+        };
+        let rows = [
+            old(5, "old@x", Some(1_600_000_000_010)),
+            old(7, "old@x", None),
+            old(9, "other@x", None),
+        ];
+        assert_eq!(
+            first.import_users("http://n1.test", &rows, 40).unwrap(),
+            3,
+            "{k:?}"
+        );
+        assert_eq!(
+            first.import_users("http://n1.test", &rows, 40).unwrap(),
+            0,
+            "{k:?}: idempotent"
+        );
+        let back = sign_in(&mut first, "old@x", None).unwrap();
+        assert_eq!(
+            (back.record.uid.get(), back.node.as_str()),
+            (7, "http://n1.test"),
+            "{k:?}"
+        );
+        assert_eq!(users_on(&mut first, "http://n1.test"), 2);
+        let opener = Arc::new(first.opener());
+        // Six sessions signing in one new account at once: one row; six new accounts
+        // at once: six uids, all above every uid the old box handed out.
+        let at_once = |emails: Vec<String>| -> Vec<i64> {
+            std::thread::scope(|s| {
+                let barrier = Arc::new(Barrier::new(emails.len()));
+                let handles: Vec<_> = emails
+                    .into_iter()
+                    .map(|email| {
+                        let (opener, barrier) = (Arc::clone(&opener), Arc::clone(&barrier));
+                        s.spawn(move || {
+                            let mut db = opener().unwrap();
+                            barrier.wait();
+                            loop {
+                                match sign_in(&mut db, &email, None) {
+                                    Ok(a) => break a.record.uid.get(),
+                                    Err(DbError::Busy) => continue,
+                                    Err(e) => panic!("{k:?} {email}: {e}"),
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            })
+        };
+        let same = at_once(vec!["same@x".to_string(); 6]);
+        assert!(same.iter().all(|u| *u == same[0]), "{k:?} {same:?}");
+        let mut distinct = at_once((0..6).map(|i| format!("n{i}@x")).collect());
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 6, "{k:?}");
+        assert!(
+            same[0] > 40 && distinct[0] > 40,
+            "{k:?} {same:?} {distinct:?}"
+        );
+        assert_eq!(users_on(&mut first, "http://n1.test"), 9, "{k:?}");
+    }
+}
+
+#[test]
+fn node_tables_refuse_the_single_box_database() {
+    for t in engines("nodes_mixed") {
+        drop(t.open(1));
+        let err = open_nodes(&t.uri)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("migrate-to-nodes"), "{:?}: {err}", t.kind);
     }
 }
