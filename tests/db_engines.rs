@@ -694,30 +694,10 @@ fn uids_and_admin() {
     }
 }
 
-/// The DDL of python-sql.md, exactly as SQLAlchemy sent it.
-const PY_MYSQL: &[&str] = &[
-    "CREATE TABLE collections (\n\tcollectionid INTEGER NOT NULL AUTO_INCREMENT, \n\tname VARCHAR(32) NOT NULL, \n\tPRIMARY KEY (collectionid), \n\tUNIQUE (name)\n)ENGINE=InnoDB CHARSET=latin1",
-    "CREATE TABLE user_collections (\n\tuserid INTEGER NOT NULL, \n\tcollection INTEGER NOT NULL, \n\tlast_modified BIGINT NOT NULL, \n\tPRIMARY KEY (userid, collection)\n)ENGINE=InnoDB CHARSET=latin1",
-    "CREATE TABLE batch_uploads (\n\tbatch BIGINT NOT NULL, \n\tuserid INTEGER NOT NULL, \n\tcollection INTEGER NOT NULL, \n\tPRIMARY KEY (batch, userid)\n)ENGINE=InnoDB CHARSET=latin1",
-    "CREATE TABLE bso (\n\tuserid INTEGER NOT NULL, \n\tcollection INTEGER NOT NULL, \n\tid VARCHAR(64) NOT NULL, \n\tsortindex INTEGER, \n\tmodified BIGINT NOT NULL, \n\tpayload MEDIUMTEXT NOT NULL, \n\tpayload_size INTEGER NOT NULL DEFAULT 0, \n\tttl INTEGER NOT NULL DEFAULT 2100000000, \n\tPRIMARY KEY (userid, collection, id)\n)ENGINE=InnoDB CHARSET=latin1",
-    "CREATE INDEX bso_ttl_idx ON bso (ttl)",
-    "CREATE INDEX bso_usr_col_mod_idx ON bso (userid, collection, modified)",
-    "CREATE TABLE batch_upload_items (\n\tbatch BIGINT NOT NULL, \n\tuserid INTEGER NOT NULL, \n\tid VARCHAR(64) NOT NULL, \n\tsortindex INTEGER, \n\tpayload MEDIUMTEXT, \n\tpayload_size INTEGER, \n\tttl_offset INTEGER, \n\tPRIMARY KEY (batch, userid, id)\n)ENGINE=InnoDB CHARSET=latin1",
-    "CREATE TABLE users (\n\tuid INTEGER NOT NULL AUTO_INCREMENT, \n\tservice VARCHAR(32) NOT NULL, \n\temail VARCHAR(255) NOT NULL, \n\tgeneration BIGINT NOT NULL, \n\tclient_state VARCHAR(32) NOT NULL, \n\tcreated_at BIGINT NOT NULL, \n\treplaced_at BIGINT, \n\tkeys_changed_at BIGINT, \n\tnode VARCHAR(255), \n\tPRIMARY KEY (uid)\n)",
-    "CREATE INDEX lookup_idx ON users (email, service, created_at)",
-];
-
-const PY_POSTGRESQL: &[&str] = &[
-    "CREATE TABLE collections (\n\tcollectionid SERIAL NOT NULL, \n\tname VARCHAR(32) NOT NULL, \n\tPRIMARY KEY (collectionid), \n\tUNIQUE (name)\n)",
-    "CREATE TABLE user_collections (\n\tuserid INTEGER NOT NULL, \n\tcollection INTEGER NOT NULL, \n\tlast_modified BIGINT NOT NULL, \n\tPRIMARY KEY (userid, collection)\n)",
-    "CREATE TABLE batch_uploads (\n\tbatch BIGINT NOT NULL, \n\tuserid INTEGER NOT NULL, \n\tcollection INTEGER NOT NULL, \n\tPRIMARY KEY (batch, userid)\n)",
-    "CREATE TABLE bso (\n\tuserid INTEGER NOT NULL, \n\tcollection INTEGER NOT NULL, \n\tid VARCHAR(64) NOT NULL, \n\tsortindex INTEGER, \n\tmodified BIGINT NOT NULL, \n\tpayload TEXT NOT NULL, \n\tpayload_size INTEGER DEFAULT 0 NOT NULL, \n\tttl INTEGER DEFAULT 2100000000 NOT NULL, \n\tPRIMARY KEY (userid, collection, id)\n)",
-    "CREATE INDEX bso_ttl_idx ON bso (ttl)",
-    "CREATE INDEX bso_usr_col_mod_idx ON bso (userid, collection, modified)",
-    "CREATE TABLE batch_upload_items (\n\tbatch BIGINT NOT NULL, \n\tuserid INTEGER NOT NULL, \n\tid VARCHAR(64) NOT NULL, \n\tsortindex INTEGER, \n\tpayload TEXT, \n\tpayload_size INTEGER, \n\tttl_offset INTEGER, \n\tPRIMARY KEY (batch, userid, id)\n)",
-    "CREATE TABLE users (\n\tuid SERIAL NOT NULL, \n\tservice VARCHAR(32) NOT NULL, \n\temail VARCHAR(255) NOT NULL, \n\tgeneration BIGINT NOT NULL, \n\tclient_state VARCHAR(32) NOT NULL, \n\tcreated_at BIGINT NOT NULL, \n\treplaced_at BIGINT, \n\tkeys_changed_at BIGINT, \n\tnode VARCHAR(255), \n\tPRIMARY KEY (uid)\n)",
-    "CREATE INDEX lookup_idx ON users (email, service, created_at)",
-];
+/// The DDL of python-sql.md, exactly as SQLAlchemy sent it (shared with
+/// tests/python_db_engines.rs, which serves such a database through the binary).
+const PY_MYSQL: &str = include_str!("fixtures/python_mysql.sql");
+const PY_POSTGRESQL: &str = include_str!("fixtures/python_postgresql.sql");
 
 #[test]
 fn python_made_database() {
@@ -728,11 +708,12 @@ fn python_made_database() {
             continue;
         }
         let mut raw = t.raw();
-        for ddl in if k == Kind::Mysql {
+        let script = if k == Kind::Mysql {
             PY_MYSQL
         } else {
             PY_POSTGRESQL
-        } {
+        };
+        for ddl in common::engines::script_statements(script) {
             raw.batch(ddl).unwrap();
         }
         // As the Python server wrote them: a user through the serial/auto

@@ -417,3 +417,24 @@ fn find_on_path(names: &[&str]) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// The statements of a SQL fixture (tests/fixtures/python_mysql.sql, ...): each ends with `;` at
+/// the end of a line, and the `--` comment lines and blank lines before it are dropped. The text
+/// of a statement is kept byte for byte, since the fixtures reproduce what SQLAlchemy sent (its
+/// trailing spaces included).
+pub fn script_statements(script: &str) -> Vec<&str> {
+    script
+        .split(";\n")
+        .map(|chunk| {
+            let mut rest = chunk;
+            loop {
+                rest = rest.trim_start_matches('\n');
+                match rest.strip_prefix("--") {
+                    Some(comment) => rest = comment.split_once('\n').map_or("", |(_, r)| r),
+                    None => return rest,
+                }
+            }
+        })
+        .filter(|s| !s.trim().is_empty())
+        .collect()
+}
