@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config;
+use crate::config::{self, DatabaseUri};
 use crate::preflight;
 use crate::start::load_settings;
 
@@ -28,7 +28,27 @@ pub fn check_config(path: Option<&Path>, as_user: Option<&str>) -> ExitCode {
         .collect();
     let checks = || {
         let mut p = preflight::unreadable_files(&files);
-        p.extend(preflight::database_problems(&settings.database));
+        let nodes = settings
+            .nodes_database
+            .as_ref()
+            .filter(|_| settings.role.serves_tokens());
+        // A tokenserver with node assignment never opens the storage database.
+        if settings.role.serves_storage() || nodes.is_none() {
+            p.extend(preflight::database_problems(&settings.database));
+        }
+        match nodes {
+            Some(DatabaseUri::Sqlite(path)) => p.extend(
+                preflight::database_problems(&DatabaseUri::Sqlite(path.clone()))
+                    .into_iter()
+                    .map(|problem| format!("tokenserver database: {problem}")),
+            ),
+            Some(uri) => {
+                if let Err(e) = crate::db::open_nodes(uri) {
+                    p.push(format!("tokenserver database {uri}: {e}"));
+                }
+            }
+            None => {}
+        }
         p
     };
     let problems = match preflight::run_as(&user, checks) {

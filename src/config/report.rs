@@ -37,6 +37,31 @@ pub fn report(s: &Settings) -> String {
         DatabaseUri::Memory => "in memory (lost on restart; single worker only)".to_string(),
         DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u) => server(s.database.engine_name(), u),
     };
+    let role = match s.role {
+        super::Role::All => "all (tokenserver and storage)",
+        super::Role::Tokenserver => "tokenserver only (storage paths answer 404)",
+        super::Role::Storage => "storage node only (token paths answer 404)",
+    };
+    line("role", role);
+    let assignment = match &s.nodes_database {
+        None => format!("every account on {}", s.node_url),
+        Some(DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u)) => {
+            format!("storage nodes of {}", server("the tokenserver database", u))
+        }
+        Some(other) => format!("storage nodes of the tokenserver database {other}"),
+    };
+    if s.role.serves_tokens() {
+        line("accounts", &assignment);
+    }
+    if s.role == super::Role::Storage || s.nodes_database.is_some() {
+        line(
+            "node secret",
+            &s.node_secret.as_deref().map_or_else(
+                || "derived from the secret and public_url".to_string(),
+                mask,
+            ),
+        );
+    }
     line("database", &db);
     if let DatabaseUri::Mysql(u) | DatabaseUri::Postgresql(u) = &s.database {
         line("  sqluri", &u.to_string());

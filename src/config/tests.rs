@@ -693,3 +693,42 @@ fn server_sqluri_in_settings_report_and_notes() {
     );
     assert!(!msg.contains("s3cr3tpw"), "{msg}");
 }
+
+#[test]
+fn roles_and_node_assignment() {
+    const SQLNODE: &str = "backend = tokenserver.assignment.sqlnode.SQLNodeAssignment";
+    let base = "[syncserver]\npublic_url = http://n1.test\nsecret = s3cret\n";
+    // The Python server's layout stays the default.
+    let (s, _d) = ok(base, &[]);
+    assert_eq!((s.role, &s.nodes_database), (Role::All, &None));
+    // sqlnode needs the tokenserver's own database, never the storage one.
+    let e = err(&format!("{base}[tokenserver]\n{SQLNODE}\n"), &[]);
+    assert!(e.to_string().contains("sqluri"), "{e}");
+    let e = err(
+        &format!("{base}sqluri = sqlite:///a.db\n[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///a.db\n"),
+        &[],
+    );
+    assert!(e.to_string().contains("migrate-to-nodes"), "{e}");
+    let (s, d) = ok(
+        &format!("{base}[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"),
+        &[],
+    );
+    assert_eq!(s.nodes_database, Some(DatabaseUri::Sqlite(d.0.join("ts.db"))));
+    assert!(has_note(&s, NoteLevel::Info, "storage nodes"));
+    // A tokenserver only, and a node; each shares the master secret or holds its own.
+    let ts = "[syncserver]\npublic_url = http://ts.test\nrole = tokenserver\n";
+    let e = err(&format!("{ts}[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"), &[]);
+    assert!(e.to_string().contains("secret"), "{e}");
+    let (s, _d) = ok(
+        &format!("{ts}secret = m\n[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"),
+        &[],
+    );
+    assert!(s.role.serves_tokens() && !s.role.serves_storage());
+    let node = "[syncserver]\npublic_url = http://n2.test\nrole = storage\n";
+    assert!(err(node, &[]).to_string().contains("secret"));
+    let (s, _d) = ok(&format!("{node}[storage]\nnode_secret = abcd\n"), &[]);
+    assert_eq!((s.role, s.node_secret.as_deref()), (Role::Storage, Some("abcd")));
+    assert!(!format!("{s:?}").contains("abcd"), "the node secret stays masked");
+    let e = err("[syncserver]\npublic_url = http://x\nrole = both\n", &[]);
+    assert!(e.to_string().contains("all, tokenserver or storage"), "{e}");
+}
