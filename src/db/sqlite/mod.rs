@@ -12,6 +12,7 @@ pub mod schema;
 pub mod shm;
 mod uids;
 pub mod users;
+mod write_queue;
 pub(crate) mod writes;
 
 #[cfg(test)]
@@ -132,7 +133,18 @@ impl SqliteDb {
     /// A write transaction: [`guarded`](Self::guarded), and run again (after
     /// a few ms) when its timestamp would have run ahead of the clock.
     fn write<T>(&mut self, mut f: impl FnMut(&mut Self) -> DbResult<T>) -> DbResult<T> {
-        self.guarded(|s| writes::retry_when_ahead(s, &mut f))
+        self.in_turn(|s| s.guarded(|s| writes::retry_when_ahead(s, &mut f)))
+    }
+
+    /// Runs a write transaction when this process's earlier writers are done
+    /// (`write_queue`); a file-less database has one session and no queue.
+    fn in_turn<T>(&mut self, f: impl FnOnce(&mut Self) -> DbResult<T>) -> DbResult<T> {
+        let queue = match self.conn.path() {
+            Some(path) if !path.is_empty() => write_queue::for_file(Path::new(path)),
+            _ => return f(self),
+        };
+        let _turn = queue.wait(BUSY_TIMEOUT).ok_or(DbError::Busy)?;
+        f(self)
     }
 }
 
@@ -257,10 +269,10 @@ impl StorageDb for SqliteDb {
         self.write(|s| writes::delete_bso(s, ctx, id))
     }
     fn delete_storage(&mut self, uid: Uid, pre: Precondition) -> DbResult<()> {
-        self.guarded(|s| writes::delete_storage(s, uid, pre))
+        self.in_turn(|s| s.guarded(|s| writes::delete_storage(s, uid, pre)))
     }
     fn create_batch(&mut self, ctx: WriteCtx, items: &[BsoUpdate]) -> DbResult<(i64, Option<Ms>)> {
-        self.guarded(|s| writes::create_batch(s, ctx, items))
+        self.in_turn(|s| s.guarded(|s| writes::create_batch(s, ctx, items)))
     }
     fn append_batch(
         &mut self,
@@ -268,7 +280,7 @@ impl StorageDb for SqliteDb {
         batch: i64,
         items: &[BsoUpdate],
     ) -> DbResult<Option<Ms>> {
-        self.guarded(|s| writes::append_batch(s, ctx, batch, items))
+        self.in_turn(|s| s.guarded(|s| writes::append_batch(s, ctx, batch, items)))
     }
     fn commit_batch(
         &mut self,

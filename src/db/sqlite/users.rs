@@ -109,15 +109,17 @@ impl UsersDb for SqliteDb {
         if let Some(answer) = without_writing(&existing, decide) {
             return Ok(answer);
         }
-        let tx = self
-            .connection()
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let current = apply_plan(&mut Rows(&tx), email, now_ms, decide)?;
-        if current.is_some() {
-            tx.commit().map_err(map_err)?;
-        }
-        Ok(current)
+        self.in_turn(|s| {
+            let tx = s
+                .connection()
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let current = apply_plan(&mut Rows(&tx), email, now_ms, decide)?;
+            if current.is_some() {
+                tx.commit().map_err(map_err)?;
+            }
+            Ok(current)
+        })
     }
 
     fn uid_revoked(&mut self, uid: Uid) -> DbResult<bool> {
