@@ -12,17 +12,25 @@ use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
-    /// Tickets waiting, oldest first.
-    waiting: VecDeque<u64>,
+    /// Writers waiting, oldest first, each woken on its own: waking them all
+    /// at every hand-over cost measurable throughput at 16 writers.
+    waiting: VecDeque<(u64, Arc<Condvar>)>,
     next: u64,
     held: bool,
+}
+
+impl State {
+    fn wake_first(&self) {
+        if let Some((_, first)) = self.waiting.front() {
+            first.notify_one();
+        }
+    }
 }
 
 /// The queue of one database file.
 #[derive(Default)]
 pub struct WriteQueue {
     state: Mutex<State>,
-    turn: Condvar,
 }
 
 /// A writer's turn; the next writer goes when it is dropped.
@@ -30,8 +38,9 @@ pub struct Turn(Arc<WriteQueue>);
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        self.0.lock().held = false;
-        self.0.turn.notify_all();
+        let mut state = self.0.lock();
+        state.held = false;
+        state.wake_first();
     }
 }
 
@@ -48,22 +57,24 @@ impl WriteQueue {
         let mut state = self.lock();
         let ticket = state.next;
         state.next += 1;
-        state.waiting.push_back(ticket);
+        let mine = Arc::new(Condvar::new());
+        state.waiting.push_back((ticket, Arc::clone(&mine)));
         loop {
-            if !state.held && state.waiting.front() == Some(&ticket) {
+            if !state.held && state.waiting.front().is_some_and(|(t, _)| *t == ticket) {
                 state.waiting.pop_front();
                 state.held = true;
                 return Some(Turn(Arc::clone(self)));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                state.waiting.retain(|t| *t != ticket);
-                drop(state);
+                state.waiting.retain(|(t, _)| *t != ticket);
                 // The writer behind us may be first now.
-                self.turn.notify_all();
+                if !state.held {
+                    state.wake_first();
+                }
                 return None;
             }
-            state = match self.turn.wait_timeout(state, left) {
+            state = match mine.wait_timeout(state, left) {
                 Ok((s, _)) => s,
                 Err(poisoned) => poisoned.into_inner().0,
             };
