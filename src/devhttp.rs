@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::App;
+use crate::app::Serving;
 use crate::config::PublicUrl;
 use crate::http::Request;
 
@@ -38,7 +38,7 @@ impl std::error::Error for HttpError {
 pub fn serve(
     addr: &str,
     public: &PublicUrl,
-    app: Arc<App>,
+    app: Arc<Serving>,
     workers: usize,
     max_body: usize,
     shutdown: Arc<AtomicBool>,
@@ -97,7 +97,7 @@ pub fn banner(public: &PublicUrl, bound: SocketAddr) -> String {
     text
 }
 
-fn answer(app: &App, mut req: tiny_http::Request, max_body: usize) {
+fn answer(app: &Serving, mut req: tiny_http::Request, max_body: usize) {
     let url = req.url().to_string();
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::app::App;
+use crate::app::Serving;
 use crate::fcgi::{FcgiRequest, Handler};
 use crate::http::Request;
 
@@ -103,7 +103,7 @@ fn scheme<'a>(get: &dyn Fn(&[u8]) -> Option<&'a [u8]>) -> String {
 }
 
 /// The FastCGI handler: params in, CGI response out.
-pub struct FcgiFront(pub Arc<App>);
+pub struct FcgiFront(pub Arc<Serving>);
 
 impl Handler for FcgiFront {
     fn handle(&self, req: FcgiRequest) -> Vec<u8> {

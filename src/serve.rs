@@ -8,13 +8,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::alloc;
+use crate::app::Serving;
 use crate::config::NoteLevel;
+use crate::config::Settings;
+use crate::db::DbError;
 use crate::devhttp;
 use crate::fcgi::{self, ServerOptions};
 use crate::front::FcgiFront;
 use crate::options::ServeOptions;
 use crate::preflight;
-use crate::start::{build, init_logging, load_settings};
+use crate::start::{build, init_logging, load_settings, StartError};
+use std::time::Duration;
 
 /// Why serving could not start or stopped on an error.
 #[derive(Debug)]
@@ -75,6 +79,47 @@ fn open_listener(options: &ServeOptions) -> Result<fcgi::Listener, ServeError> {
     Ok(listener)
 }
 
+/// Whether start-up failed only because a database server could not be reached
+/// (down, still booting, refusing connections): worth waiting for.
+fn unreachable_server(e: &StartError) -> bool {
+    matches!(
+        e,
+        StartError::Database {
+            cause: DbError::Unavailable(_),
+            ..
+        }
+    )
+}
+
+/// Builds the application once the database server answers, retrying with a
+/// growing pause (1 s up to 10 s), and then starts serving with it.
+fn build_when_reachable(
+    settings: Settings,
+    workers: usize,
+    shared_replay: bool,
+    serving: &Arc<Serving>,
+) {
+    let serving = Arc::clone(serving);
+    std::thread::spawn(move || {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(10));
+            match build(&settings, workers, shared_replay) {
+                Ok(built) => {
+                    log::info!("the database answers now: serving");
+                    serving.set(built.app);
+                    return;
+                }
+                Err(e) if unreachable_server(&e) => {
+                    log::warn!("{e}; retrying in {} s", pause.as_secs());
+                }
+                Err(e) => log::error!("{e}; retrying in {} s", pause.as_secs()),
+            }
+        }
+    });
+}
+
 /// `serve`: run the FastCGI responder until SIGTERM/SIGINT.
 pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
     let settings = match load_settings(path) {
@@ -90,11 +135,18 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
         }
     }
     // The database is ready before the socket accepts: a connectable socket
-    // means a server that answers.
+    // means a server that answers (only a database server that cannot be reached
+    // yet makes it answer 503 until it can).
     // Without --bind or --http the socket is inherited, and the spawner may run several of us.
     let shared_replay = options.bind.is_none() && options.http.is_none();
-    let built = match build(&settings, options.workers, shared_replay) {
-        Ok(b) => b,
+    let (serving, workers) = match build(&settings, options.workers, shared_replay) {
+        Ok(b) => (Arc::new(Serving::ready(b.app)), b.workers),
+        Err(e) if unreachable_server(&e) => {
+            log::error!("{e}: answering 503 with Retry-After and retrying in the background");
+            let serving = Arc::new(Serving::waiting());
+            build_when_reachable(settings.clone(), options.workers, shared_replay, &serving);
+            (serving, options.workers)
+        }
         Err(e) => {
             log::error!("{e}");
             eprintln!("syncserver-fcgi: {e}");
@@ -117,25 +169,24 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
         },
     };
     let max_body = settings.storage.max_request_bytes as usize;
-    let app = Arc::new(built.app);
     let result = match front {
         Front::Fcgi(listener) => {
             log::info!(
                 "serving {} on {} with {} worker(s); database {}",
                 settings.public_url.url,
                 listener.describe(),
-                built.workers,
+                workers,
                 settings.database
             );
             let defaults = ServerOptions::default();
             let opts = ServerOptions {
                 max_connections: options.max_connections,
                 // At least one handler per database session, or sessions would sit unused.
-                max_requests: defaults.max_requests.max(built.workers),
+                max_requests: defaults.max_requests.max(workers),
                 max_body,
                 ..defaults
             };
-            fcgi::serve(listener, Arc::new(FcgiFront(app)), opts, shutdown)
+            fcgi::serve(listener, Arc::new(FcgiFront(serving)), opts, shutdown)
                 .map_err(ServeError::Fcgi)
         }
         Front::Http(addr) => {
@@ -146,8 +197,8 @@ pub fn run(path: Option<&Path>, options: &ServeOptions) -> ExitCode {
             devhttp::serve(
                 addr,
                 &settings.public_url,
-                app,
-                built.workers,
+                serving,
+                workers,
                 max_body,
                 shutdown,
             )

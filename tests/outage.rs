@@ -15,10 +15,15 @@ use common::engines::{Engine, TestDatabase};
 use common::fxa::{self, FakeFxa, TestKey};
 use common::{assert_503, json, Server, ServerSpec, Session, TempDir, User};
 
+/// The tests of this file take turns: two private engine pairs starting at once
+/// interfere (scripts/engines start failed), and each test halts its own servers.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The private database servers of one test, stopped (and their directory removed) on drop.
 struct PrivateEngines {
     dir: PathBuf,
     env: Vec<(String, String)>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 fn script() -> PathBuf {
@@ -28,6 +33,7 @@ fn script() -> PathBuf {
 impl PrivateEngines {
     /// Starts both servers in `dir/engines` (an engine not installed is left out of its env).
     fn start(dir: &TempDir) -> PrivateEngines {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let engines = dir.join("engines");
         let o = Command::new("bash")
             .arg(script())
@@ -38,6 +44,7 @@ impl PrivateEngines {
         let mut me = PrivateEngines {
             dir: engines.clone(),
             env: Vec::new(),
+            _turn: turn,
         };
         assert!(
             o.status.success(),
@@ -210,6 +217,67 @@ fn database_outage_is_503_then_recovers_without_a_restart() {
         );
         assert_eq!(server.pid(), Some(pid), "the same server process");
         let log = server.log();
+        assert!(
+            !log.contains("internal error"),
+            "{engine:?}: a panic:\n{log}"
+        );
+        drop(server);
+        drop(db);
+    }
+}
+
+#[test]
+fn database_unreachable_at_start_is_503_until_it_answers() {
+    let dir = TempDir::new();
+    let engines = PrivateEngines::start(&dir);
+    let key = TestKey::load("oauth-test-key.pk8", "key-1");
+    let fxa = FakeFxa::start(&[&key]);
+    for engine in Engine::SERVERS {
+        let Some(server_uri) = engines.uri(engine) else {
+            common::skip(
+                engine.prereq().expect("a server engine"),
+                &format!("scripts/engines started no {} server", engine.name()),
+            );
+            continue;
+        };
+        let db = TestDatabase::create_on(&server_uri, "boot");
+        // The machine booted us before the database: we start anyway and say 503.
+        engines.run("halt", engine);
+        let server = Server::start_spec(ServerSpec {
+            extra_ini: format!("sqluri = {}\noauth_verifier = {}\n", db.uri, fxa.url),
+            workers: 2,
+            wait_ready: false,
+            ..ServerSpec::default()
+        });
+        let pid = server.pid().expect("running");
+        let alice = fxa::fxa_uid();
+        let s = Session {
+            server: &server,
+            user: server.user(1),
+        };
+        for i in 0..3 {
+            let what = format!("{engine:?} not up yet, round {i}");
+            assert_503(&s.get("/info/collections"), &format!("{what}: info"));
+            assert_503(&sign_in(&server, &key, &alice), &format!("{what}: token"));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        engines.run("resume", engine);
+        let token = until_ok("token once the database answers", || {
+            sign_in(&server, &key, &alice)
+        });
+        let s = Session {
+            server: &server,
+            user: user_of(&token),
+        };
+        let r = s.put("/storage/bookmarks/b", r#"{"payload": "after boot"}"#);
+        assert_eq!(r.status, 200, "{engine:?}: {}", r.text());
+        assert_eq!(
+            json(&s.get("/storage/bookmarks/b"))["payload"],
+            "after boot"
+        );
+        assert_eq!(server.pid(), Some(pid), "the same server process");
+        let log = server.log();
+        assert!(log.contains("retrying in the background"), "{log}");
         assert!(
             !log.contains("internal error"),
             "{engine:?}: a panic:\n{log}"

@@ -4,6 +4,7 @@
 mod errors;
 mod origin;
 mod routes;
+mod serving;
 
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use crate::timestamp::{self, ceil_tick, now_ms};
 use crate::tokenserver::Tokenserver;
 use errors::AppError;
 use routes::Route;
+pub use serving::Serving;
 
 /// Headers clients may send cross-origin.
 const CORS_HEADERS: &str = "Authorization, Content-Type, X-If-Modified-Since, X-If-Unmodified-Since, \

@@ -175,6 +175,8 @@ pub struct ServerSpec {
     pub env: Vec<(String, String)>,
     /// Extra arguments after `serve` (e.g. `--max-connections`).
     pub args: Vec<String>,
+    /// Wait for a 200 before returning (else only for the socket to accept).
+    pub wait_ready: bool,
 }
 
 impl Default for ServerSpec {
@@ -186,6 +188,7 @@ impl Default for ServerSpec {
             workers: 2,
             env: Vec::new(),
             args: Vec::new(),
+            wait_ready: true,
         }
     }
 }
@@ -259,8 +262,23 @@ impl Server {
             secret: SECRET.into(),
             engine,
         };
-        server.wait_ready();
+        if spec.wait_ready {
+            server.wait_ready();
+        } else {
+            server.wait_accepting();
+        }
         server
+    }
+
+    fn wait_accepting(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while FcgiClient::connect_unix(&self.socket).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("server exited early ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no socket:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts a server the way mod_fcgid and spawn-fcgi do: no `--bind`, the listening socket
