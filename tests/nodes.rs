@@ -168,11 +168,13 @@ impl Proc {
     /// (Re)starts the server with `[syncserver] public_url` and `secret` and then `ini`,
     /// starts its nginx the first time, and waits until a request through nginx reaches it.
     fn start(&mut self, ini: &str) {
+        self.start_ini(&format!("secret = {SECRET}\n{ini}"));
+    }
+
+    /// [`Proc::start`] without the master secret (`ini` follows `public_url`).
+    fn start_ini(&mut self, ini: &str) {
         assert!(self.backend.is_none(), "{} is running", self.name);
-        let text = format!(
-            "[syncserver]\npublic_url = {}\nsecret = {SECRET}\n{ini}\n",
-            self.url()
-        );
+        let text = format!("[syncserver]\npublic_url = {}\n{ini}\n", self.url());
         std::fs::write(self.ini(), text).expect("write ini");
         let _ = std::fs::remove_file(self.socket());
         let log = std::fs::OpenOptions::new()
@@ -442,12 +444,13 @@ fn signed(
 
 /// A Firefox account (an FxA uid), signing in with a bearer token the tokenserver trusts
 /// through `[oauth] jwks`.
-fn bearer(fxa_uid: &str) -> String {
-    flow::signing_key().token(&fxa::claims(fxa_uid, 1000))
+fn bearer(fxa_uid: &str, generation: i64) -> String {
+    flow::signing_key().token(&fxa::claims(fxa_uid, generation))
 }
 
-fn key_id() -> String {
-    fxa::key_id(1000, fxa::fingerprint(7))
+/// The X-KeyID of keys changed at `generation` with this fingerprint.
+fn key_id(generation: i64, fingerprint: u8) -> String {
+    fxa::key_id(generation, fxa::fingerprint(fingerprint))
 }
 
 /// Tokenserver lines for node assignment in `ts_db`.
@@ -491,17 +494,31 @@ impl Site {
             flow::oauth_ini()
         );
         site.ts.start(&ts_ini);
+        // A derives its secret from the master secret; B is given its own only, as
+        // `nodes secret` prints it.
         let a_ini = storage_ini(&site.a_db);
         site.a.start(&a_ini);
-        let b_ini = storage_ini(&site.b_db);
-        site.b.start(&b_ini);
         let (a, b) = (site.a.url(), site.b.url());
+        let b_ini = format!(
+            "{}[storage]\nnode_secret = {}\n",
+            storage_ini(&site.b_db),
+            site.node_secret(&b)
+        );
+        site.b.start_ini(&b_ini);
         site.nodes(&["add", &a, "--capacity", &capacity_a.to_string()]);
         // Written with a trailing slash: `nodes add` stores it as public_url reads, which
         // is what B compares its tokens' node with.
         let b_slash = format!("{b}/");
         site.nodes(&["add", &b_slash, "--capacity", &capacity_b.to_string()]);
         site
+    }
+
+    /// `nodes secret URL --json`: the node's own secret.
+    #[track_caller]
+    fn node_secret(&self, url: &str) -> String {
+        let out = self.nodes(&["secret", url, "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v["node_secret"].as_str().expect("node_secret").to_string()
     }
 
     /// `syncserver-fcgi --config <tokenserver ini> nodes ARGS`; its stdout.
@@ -543,8 +560,19 @@ fn storage_ini(db: &Db) -> String {
 
 /// A token request for `fxa_uid` through `ts`'s nginx; `query`: "" or `?duration=N`.
 fn token_request(ts: &Proc, fxa_uid: &str, query: &str) -> HttpResponse {
-    let auth = format!("Bearer {}", bearer(fxa_uid));
-    let kid = key_id();
+    token_request_keyed(ts, fxa_uid, query, 1000, 7)
+}
+
+/// [`token_request`] for keys changed at `generation`, with this key fingerprint.
+fn token_request_keyed(
+    ts: &Proc,
+    fxa_uid: &str,
+    query: &str,
+    generation: i64,
+    fingerprint: u8,
+) -> HttpResponse {
+    let auth = format!("Bearer {}", bearer(fxa_uid, generation));
+    let kid = key_id(generation, fingerprint);
     let target = format!("{}{TOKEN_PATH}{query}", ts.prefix);
     ts.http(
         "GET",
@@ -563,6 +591,14 @@ fn login(ts: &Proc, fxa_uid: &str, logs: &str) -> Creds {
 fn login_as(ts: &Proc, fxa_uid: &str, query: &str, logs: &str) -> Creds {
     let r = token_request(ts, fxa_uid, query);
     assert_eq!(r.status, 200, "token: {}\n{logs}", r.text());
+    Creds::parse(&r.json())
+}
+
+/// A token for `fxa_uid` with keys changed at `generation` (fingerprint `fingerprint`).
+#[track_caller]
+fn login_keyed(ts: &Proc, fxa_uid: &str, generation: i64, fingerprint: u8) -> Creds {
+    let r = token_request_keyed(ts, fxa_uid, "", generation, fingerprint);
+    assert_eq!(r.status, 200, "token with new keys: {}", r.text());
     Creds::parse(&r.json())
 }
 
@@ -643,8 +679,9 @@ fn data_stays_on_its_node() {
     on_every_engine("data_stays_on_its_node", |engine| {
         let site = Site::start(engine, 3600, 10, 10);
         let (a, b) = (site.a.url(), site.b.url());
+        let f2 = fxa::fxa_uid();
         let u1 = site.login(&fxa::fxa_uid());
-        let u2 = site.login(&fxa::fxa_uid());
+        let u2 = site.login(&f2);
         assert_eq!((u1.node(), u2.node()), (a.clone(), b.clone()));
         assert_eq!(u1.endpoint, format!("{a}/1.5/{}", u1.uid));
         assert_eq!(u2.endpoint, format!("{b}/1.5/{}", u2.uid));
@@ -727,30 +764,33 @@ fn data_stays_on_its_node() {
         // Each node checks its own secret (`nodes secret` prints it) and its own name: a
         // token made with B's secret for B passes; for A's name, or with A's secret, or
         // with the master secret itself, it does not.
-        let secret_of = |url: &str| -> String {
-            let out = site.nodes(&["secret", url, "--json"]);
-            let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-            v["node_secret"].as_str().expect("node_secret").to_string()
-        };
-        let (secret_a, secret_b) = (secret_of(&a), secret_of(&b));
+        let (secret_a, secret_b) = (site.node_secret(&a), site.node_secret(&b));
         assert_ne!(secret_a, secret_b);
-        let info = format!("/sync/1.5/{b_uid}/info/collections");
         let master = SECRET.to_string();
-        for (secret, node, want) in [
-            (&secret_b, &b, 200),
-            (&secret_b, &a, 401),
-            (&secret_a, &b, 401),
-            (&master, &b, 401),
+        for (secret, node, uid, on, want) in [
+            (&secret_a, &a, u1.uid, &site.a, 200),
+            (&master, &a, u1.uid, &site.a, 401),
+            (&secret_b, &a, u1.uid, &site.a, 401),
+            (&secret_b, &b, b_uid, &site.b, 200),
+            (&secret_b, &a, b_uid, &site.b, 401),
+            (&secret_a, &b, b_uid, &site.b, 401),
+            (&master, &b, b_uid, &site.b, 401),
         ] {
-            let (id, key) = client_auth::mint(secret, b_uid, node, now() as i64 + 600, "abc");
-            let r = signed(&id, &key, b_port, "GET", &info, None);
+            let (id, key) = client_auth::mint(secret, uid, node, now() as i64 + 600, "abc");
+            let target = format!("{}/1.5/{uid}/info/collections", on.prefix);
+            let r = signed(&id, &key, on.port, "GET", &target, None);
             assert_eq!(
-                r.status,
-                want,
+                (r.status, on.name),
+                (want, on.name),
                 "token for {node} signed with {secret}: {}",
                 r.text()
             );
         }
+
+        // A change of keys (X-KeyID) is a new uid on the same node.
+        let rekeyed = login_keyed(&site.ts, &f2, 2000, 8);
+        assert_ne!(rekeyed.uid, u2.uid);
+        assert_eq!(rekeyed.node(), b, "after a change of keys");
 
         // Roles: the tokenserver serves no storage, the nodes no tokens.
         let r = signed(
@@ -1012,8 +1052,8 @@ fn syncclient_follows_its_account_to_another_node() {
                 .arg(&script)
                 .arg(phase)
                 .env("SC_TOKEN_URL", format!("{}/token", site.ts.url()))
-                .env("SC_BEARER", bearer(&sub))
-                .env("SC_KEYID", key_id())
+                .env("SC_BEARER", bearer(&sub, 1000))
+                .env("SC_KEYID", key_id(1000, 7))
                 .env("SC_STATE", &state)
                 .env("PYTHONDONTWRITEBYTECODE", "1")
                 .env_remove("HTTP_PROXY")
