@@ -249,50 +249,8 @@ impl Stack {
     }
 
     fn start_nginx(&self, file: &Path, socket: &Path, user: Option<(u32, u32)>) -> Child {
-        let root = self.dir.join("nginx");
-        mkdir(&root.join("logs"), None);
-        mkdir(&root.join("tmp"), None);
-        let site = contrib_with(
-            file,
-            &[
-                ("listen 80;", &format!("listen 127.0.0.1:{};", self.port)),
-                (
-                    "/run/syncserver-fcgi/sync.sock",
-                    &socket.display().to_string(),
-                ),
-            ],
-        );
-        let conf = format!(
-            "{user}pid logs/nginx.pid;\nevents {{ worker_connections 256; }}\nhttp {{\n    \
-             access_log logs/access.log;\n    \
-             client_body_temp_path tmp/body;\n    fastcgi_temp_path tmp/fastcgi;\n    \
-             proxy_temp_path tmp/proxy;\n    scgi_temp_path tmp/scgi;\n    \
-             uwsgi_temp_path tmp/uwsgi;\n\n# ---- {}\n{site}\n}}\n",
-            file.display(),
-            user = if user.is_some() {
-                "user www-data;\n"
-            } else {
-                ""
-            },
-        );
-        let path = root.join("nginx.conf");
-        std::fs::write(&path, conf).expect("write nginx.conf");
-        Command::new(Front::Nginx.binary().expect("nginx"))
-            .arg("-p")
-            .arg(&root)
-            .arg("-e")
-            .arg(root.join("logs/error.log"))
-            .arg("-c")
-            .arg(&path)
-            .arg("-g")
-            .arg("daemon off; worker_processes 1;")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(root.join("logs/stderr.log")).expect("stderr log"),
-            ))
-            .spawn()
-            .expect("start nginx")
+        let user = user.map(|_| "www-data");
+        start_nginx(&self.dir.join("nginx"), file, self.port, socket, user)
     }
 
     fn start_apache(
@@ -447,6 +405,59 @@ impl Stack {
     }
 }
 
+/// Starts nginx with the committed contrib `file` (only its documented placeholders
+/// replaced: the listen address becomes 127.0.0.1:`port`, the socket `socket`), its
+/// prefix, logs and temp files in `root` (created). `user`: the workers' user (the
+/// `user` directive), for a test running as root. Stop it with [`stop_child`] and
+/// `SIGQUIT`; its logs are `root/logs/error.log` and `root/logs/stderr.log`.
+pub fn start_nginx(
+    root: &Path,
+    file: &Path,
+    port: u16,
+    socket: &Path,
+    user: Option<&str>,
+) -> Child {
+    mkdir(&root.join("logs"), None);
+    mkdir(&root.join("tmp"), None);
+    let site = contrib_with(
+        file,
+        &[
+            ("listen 80;", &format!("listen 127.0.0.1:{port};")),
+            (
+                "/run/syncserver-fcgi/sync.sock",
+                &socket.display().to_string(),
+            ),
+        ],
+    );
+    let conf = format!(
+        "{user}pid logs/nginx.pid;\nevents {{ worker_connections 256; }}\nhttp {{\n    \
+         access_log logs/access.log;\n    \
+         client_body_temp_path tmp/body;\n    fastcgi_temp_path tmp/fastcgi;\n    \
+         proxy_temp_path tmp/proxy;\n    scgi_temp_path tmp/scgi;\n    \
+         uwsgi_temp_path tmp/uwsgi;\n\n# ---- {}\n{site}\n}}\n",
+        file.display(),
+        user = user.map_or(String::new(), |u| format!("user {u};\n")),
+    );
+    let path = root.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    Command::new(Front::Nginx.binary().expect("nginx"))
+        .arg("-p")
+        .arg(root)
+        .arg("-e")
+        .arg(root.join("logs/error.log"))
+        .arg("-c")
+        .arg(&path)
+        .arg("-g")
+        .arg("daemon off; worker_processes 1;")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(root.join("logs/stderr.log")).expect("stderr log"),
+        ))
+        .spawn()
+        .expect("start nginx")
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
@@ -458,7 +469,7 @@ impl Drop for Stack {
 }
 
 /// Signals a child, waits up to 10 s for it to exit, then kills it; always reaps it.
-fn stop_child(mut child: Child, signal: i32) {
+pub fn stop_child(mut child: Child, signal: i32) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
         libc::kill(child.id() as i32, signal);

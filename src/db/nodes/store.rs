@@ -104,28 +104,48 @@ fn pick(rows: &[Row]) -> DbResult<Option<(i64, String)>> {
 }
 
 /// Chooses a node for a new row and counts the user on it.
+///
+/// On MySQL/MariaDB and PostgreSQL (READ COMMITTED) another first sign-in may
+/// take the last place of the node read here before this one does: the place is
+/// taken only if it is still free when the row is updated (the update waits for
+/// the other one and then sees its count), else the next best node is tried.
 fn assign(c: &mut dyn NodeConn, service: i64) -> DbResult<(i64, String)> {
-    for attempt in 0..2 {
-        let rows = c.query(
-            "SELECT id, node, current_load, capacity FROM nodes
-             WHERE service = ? AND available > 0 AND capacity > current_load
-               AND downed = 0 AND backoff = 0",
-            &[service.into()],
-        )?;
-        if let Some((id, url)) = pick(&rows)? {
-            c.execute(
-                "UPDATE nodes SET current_load = current_load + 1,
-                        available = CASE WHEN available > 0 THEN available - 1 ELSE 0 END
-                 WHERE id = ?",
-                &[id.into()],
-            )?;
-            return Ok((id, url));
-        }
-        if attempt == 0 {
-            release(c, service)?;
+    let mut released = false;
+    // Nodes read with room that had none left by the time of the update.
+    let mut taken: Vec<i64> = Vec::new();
+    loop {
+        let rows: Vec<Row> = c
+            .query(
+                "SELECT id, node, current_load, capacity FROM nodes
+                 WHERE service = ? AND available > 0 AND capacity > current_load
+                   AND downed = 0 AND backoff = 0",
+                &[service.into()],
+            )?
+            .into_iter()
+            .filter(|r| !matches!(r.int(0), Ok(id) if taken.contains(&id)))
+            .collect();
+        match pick(&rows)? {
+            Some((id, url)) => {
+                let counted = c.execute(
+                    "UPDATE nodes SET current_load = current_load + 1,
+                            available = CASE WHEN available > 0 THEN available - 1 ELSE 0 END
+                     WHERE id = ? AND available > 0 AND capacity > current_load
+                       AND downed = 0 AND backoff = 0",
+                    &[id.into()],
+                )?;
+                if counted > 0 {
+                    return Ok((id, url));
+                }
+                taken.push(id);
+            }
+            None if !released => {
+                release(c, service)?;
+                released = true;
+                taken.clear();
+            }
+            None => return Err(DbError::NoNode),
         }
     }
-    Err(DbError::NoNode)
 }
 
 /// Makes part of each node's spare capacity available again (at least one
