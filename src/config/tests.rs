@@ -705,7 +705,9 @@ fn roles_and_node_assignment() {
     let e = err(&format!("{base}[tokenserver]\n{SQLNODE}\n"), &[]);
     assert!(e.to_string().contains("sqluri"), "{e}");
     let e = err(
-        &format!("{base}sqluri = sqlite:///a.db\n[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///a.db\n"),
+        &format!(
+            "{base}sqluri = sqlite:///a.db\n[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///a.db\n"
+        ),
         &[],
     );
     assert!(e.to_string().contains("migrate-to-nodes"), "{e}");
@@ -713,11 +715,17 @@ fn roles_and_node_assignment() {
         &format!("{base}[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"),
         &[],
     );
-    assert_eq!(s.nodes_database, Some(DatabaseUri::Sqlite(d.0.join("ts.db"))));
+    assert_eq!(
+        s.nodes_database,
+        Some(DatabaseUri::Sqlite(d.0.join("ts.db")))
+    );
     assert!(has_note(&s, NoteLevel::Info, "storage nodes"));
     // A tokenserver only, and a node; each shares the master secret or holds its own.
     let ts = "[syncserver]\npublic_url = http://ts.test\nrole = tokenserver\n";
-    let e = err(&format!("{ts}[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"), &[]);
+    let e = err(
+        &format!("{ts}[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"),
+        &[],
+    );
     assert!(e.to_string().contains("secret"), "{e}");
     let (s, _d) = ok(
         &format!("{ts}secret = m\n[tokenserver]\n{SQLNODE}\nsqluri = sqlite:///ts.db\n"),
@@ -727,8 +735,14 @@ fn roles_and_node_assignment() {
     let node = "[syncserver]\npublic_url = http://n2.test\nrole = storage\n";
     assert!(err(node, &[]).to_string().contains("secret"));
     let (s, _d) = ok(&format!("{node}[storage]\nnode_secret = abcd\n"), &[]);
-    assert_eq!((s.role, s.node_secret.as_deref()), (Role::Storage, Some("abcd")));
-    assert!(!format!("{s:?}").contains("abcd"), "the node secret stays masked");
+    assert_eq!(
+        (s.role, s.node_secret.as_deref()),
+        (Role::Storage, Some("abcd"))
+    );
+    assert!(
+        !format!("{s:?}").contains("abcd"),
+        "the node secret stays masked"
+    );
     let e = err("[syncserver]\npublic_url = http://x\nrole = both\n", &[]);
     assert!(e.to_string().contains("all, tokenserver or storage"), "{e}");
 }
