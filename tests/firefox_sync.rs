@@ -4,18 +4,24 @@
 //! own APIs and finding the other's after a sync.
 //!
 //! The combinations, chosen to stay within a few minutes on two cores (each Firefox start
-//! and each sync costs seconds):
+//! and each sync costs seconds; about 20 s a test, one at a time):
 //! - `nginx_sqlite_full`: everything. Bookmarks (with folders and a separator), history,
 //!   passwords, form history, open tabs and a pref, both ways; deletions; a conflicting
 //!   edit of one bookmark; history too large for one download (Firefox fetches the newest
-//!   first and backfills by `older`, so a server that sorts wrongly loses records); the
-//!   server killed and restarted in the middle of an upload; a reset of the sync keys
-//!   (new kSync and keys_changed_at: a new uid, and both profiles upload again).
+//!   first, in pages that follow `X-Weave-Next-Offset`, and backfills by `older`, so a
+//!   server that sorts or pages wrongly loses records); the server killed (SIGKILL) and
+//!   started again in the middle of a batch upload; a reset of the sync keys (new kSync and
+//!   keys_changed_at: a new uid, and both profiles upload again).
 //! - `apache_fcgid_sqlite`, `nginx_mysql`, `nginx_postgresql`: the short check, bookmarks
-//!   and passwords both ways and a key reset, through mod_fcgid and on each server engine.
+//!   and passwords both ways, a deleted login and a key reset, through mod_fcgid and on each
+//!   server engine.
 //!
-//! Every sync prints one line with Firefox's status and what each engine did; a failure
-//! prints the warnings and errors of Firefox's sync logs and the server's log.
+//! Seen failing against a server broken on purpose: `sort=newest` answered oldest first,
+//! no `X-Weave-Next-Offset`, no `X-Last-Modified` on POST, a key change that kept the uid.
+//!
+//! Every sync prints one line with Firefox's status and what each engine did (Firefox's own
+//! syncs too); a failure prints the warnings and errors of Firefox's sync logs and the
+//! server's log.
 
 mod common;
 
