@@ -6,7 +6,8 @@
 //! The combinations, chosen to stay within a few minutes on two cores (each Firefox start
 //! and each sync costs seconds; about 20 s a test, one at a time):
 //! - `nginx_sqlite_full`: everything. Bookmarks (with folders and a separator), history,
-//!   passwords, form history, open tabs and a pref, both ways; deletions; a conflicting
+//!   passwords, form history, addresses, credit cards, open tabs and a pref (and B's own
+//!   data the other way); deletions; a conflicting
 //!   edit of one bookmark; history too large for one download (Firefox fetches the newest
 //!   first, in pages that follow `X-Weave-Next-Offset`, and backfills by `older`, so a
 //!   server that sorts or pages wrongly loses records); the server killed (SIGKILL) and
@@ -529,6 +530,25 @@ fn nginx_sqlite_full() {
         "setPref",
         json!({"name": "browser.startup.homepage", "value": home_a}),
     );
+    let address = json!({
+        "given-name": "Ada", "family-name": "Lovelace", "street-address": "12 St James's Square",
+        "address-level2": "London", "postal-code": "SW1Y 4JH", "country": "GB",
+        "email": "ada@example.com", "tel": "+442071234567",
+    });
+    rig.call(
+        Who::A,
+        "addAutofill",
+        json!({"kind": "addresses", "record": address}),
+    );
+    let card = json!({
+        "cc-name": "Ada Lovelace", "cc-number": "4111111111111111", "cc-exp-month": 12,
+        "cc-exp-year": 2035,
+    });
+    rig.call(
+        Who::A,
+        "addAutofill",
+        json!({"kind": "creditCards", "record": card}),
+    );
     rig.call(
         Who::A,
         "openTabs",
@@ -571,6 +591,29 @@ fn nginx_sqlite_full() {
         json!({"name": "browser.startup.homepage"}),
     );
     assert_eq!(p, json!(home_a));
+    let a = same_view(
+        &mut rig,
+        "addresses A→B",
+        "autofill",
+        json!({"kind": "addresses", "fields": ["guid", "given-name", "family-name",
+            "street-address", "address-level2", "postal-code", "country", "email", "tel"]}),
+    );
+    assert_eq!(a[0]["street-address"], address["street-address"], "{a}");
+    let c = same_view(
+        &mut rig,
+        "credit cards A→B",
+        "autofill",
+        json!({"kind": "creditCards", "fields": ["guid", "cc-name", "cc-number",
+            "cc-exp-month", "cc-exp-year"]}),
+    );
+    // Shown masked: the stored number is encrypted with each profile's own OS key.
+    assert!(
+        c[0]["cc-number"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("1111") && n.chars().count() == 16),
+        "{c}"
+    );
+    assert_eq!(c[0]["cc-name"], "Ada Lovelace", "{c}");
     let device_a = rig.call(Who::A, "localClient", json!({}))["fxaDeviceId"].clone();
     let device_b = rig.call(Who::B, "localClient", json!({}))["fxaDeviceId"].clone();
     let tabs = rig.call(Who::B, "remoteTabs", json!({}));
@@ -832,6 +875,15 @@ fn nginx_sqlite_full() {
         );
         assert!(urls.iter().all(|u| !h[u].is_null()), "{h:#}");
         same_view(rig, "logins after the key reset", "logins", json!({}));
+        for kind in ["addresses", "creditCards"] {
+            let got = same_view(
+                rig,
+                "autofill after the key reset",
+                "autofill",
+                json!({"kind": kind, "fields": ["guid", "cc-name", "given-name"]}),
+            );
+            assert_eq!(got.as_array().map(Vec::len), Some(1), "{kind}: {got}");
+        }
         same_view(
             rig,
             "form history after the key reset",

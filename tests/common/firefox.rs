@@ -347,7 +347,7 @@ fn quiet_prefs() -> Vec<(&'static str, Value)> {
             json!(86400),
         ),
         ("services.sync.syncedTabs.syncDelayAfterTabChange", json!(0)),
-        // Every engine Firefox syncs without an add-on server or a form-autofill profile.
+        // Every engine Firefox syncs but add-ons (they would come from addons.mozilla.org).
         ("services.sync.engine.bookmarks", json!(true)),
         ("services.sync.engine.history", json!(true)),
         ("services.sync.engine.passwords", json!(true)),
@@ -355,6 +355,14 @@ fn quiet_prefs() -> Vec<(&'static str, Value)> {
         ("services.sync.engine.prefs", json!(true)),
         ("services.sync.engine.forms", json!(true)),
         ("services.sync.engine.addons", json!(false)),
+        // Addresses and credit cards are synced only where Firefox offers them (by region):
+        // offered here.
+        ("extensions.formautofill.addresses.supported", json!("on")),
+        ("extensions.formautofill.creditCards.supported", json!("on")),
+        ("services.sync.engine.addresses.available", json!(true)),
+        ("services.sync.engine.creditcards.available", json!(true)),
+        ("services.sync.engine.addresses", json!(true)),
+        ("services.sync.engine.creditcards", json!(true)),
         // No random validation passes that would make run times vary.
         (
             "services.sync.engine.bookmarks.validation.enabled",

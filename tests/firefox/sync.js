@@ -426,6 +426,29 @@ var api = {
     return rows.map(r => r.value).sort();
   },
 
+  // ---- addresses and credit cards (form autofill)
+
+  async addAutofill({ kind, record }) {
+    const { formAutofillStorage } = ChromeUtils.importESModule(
+      "resource://autofill/FormAutofillStorage.sys.mjs"
+    );
+    await formAutofillStorage.initialize();
+    return formAutofillStorage[kind].add(record);
+  },
+
+  // What a person sees of each saved address or card (the card number masked, as the
+  // stored one is encrypted with this profile's own OS key).
+  async autofill({ kind, fields }) {
+    const { formAutofillStorage } = ChromeUtils.importESModule(
+      "resource://autofill/FormAutofillStorage.sys.mjs"
+    );
+    await formAutofillStorage.initialize();
+    const all = await formAutofillStorage[kind].getAll();
+    return all
+      .map(r => Object.fromEntries(fields.map(f => [f, r[f] ?? null])))
+      .sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+  },
+
   // ---- prefs
 
   async setPref({ name, value }) {
