@@ -10,8 +10,9 @@
 //!   data the other way); deletions; a conflicting
 //!   edit of one bookmark; history too large for one download (Firefox fetches the newest
 //!   first, in pages that follow `X-Weave-Next-Offset`, and backfills by `older`, so a
-//!   server that sorts or pages wrongly loses records); the server killed (SIGKILL) and
-//!   started again in the middle of a batch upload; a reset of the sync keys (new kSync and
+//!   server that sorts or pages wrongly loses records); the server killed (SIGKILL) in the
+//!   middle of a batch upload and started again after Firefox's next POST failed (the
+//!   next sync uploads everything); a reset of the sync keys (new kSync and
 //!   keys_changed_at: a new uid, and both profiles upload again).
 //! - `apache_fcgid_sqlite`, `nginx_mysql`, `nginx_postgresql`: the short check, bookmarks
 //!   and passwords both ways, a deleted login and a key reset, through mod_fcgid and on each
@@ -788,7 +789,8 @@ fn nginx_sqlite_full() {
     }
     same_view(&mut rig, "paged history", "history", json!({"urls": urls}));
 
-    // ---- The server killed in the middle of A's upload, then started again.
+    // ---- The server killed in the middle of A's upload, started again once A has seen it
+    // gone: A's sync fails, the next one must bring every bookmark over.
     rig.call(
         Who::A,
         "manyBookmarks",
@@ -803,7 +805,7 @@ fn nginx_sqlite_full() {
         std::time::Duration::from_secs(60),
         || rig.stack.access_log().matches(&marker).count() > seen_before,
     );
-    rig.stack.crash_and_restart_backend();
+    rig.stack.kill_backend();
     let log = rig.stack.access_log();
     let since: Vec<&str> = log
         .lines()
@@ -812,15 +814,36 @@ fn nginx_sqlite_full() {
         .collect();
     assert!(
         !since.iter().any(|l| l.contains("commit=true")),
-        "the restart came after A's upload was committed; it must land in the middle: {since:#?}"
+        "the server died after A's upload was committed; it must die in the middle: {since:#?}"
     );
     let posts_before = since.len();
+    // Down until A's next POST of the batch has failed, then up again.
+    common::wait_until(
+        "nginx to answer A's next batch POST with 502",
+        std::time::Duration::from_secs(60),
+        || {
+            rig.stack
+                .access_log()
+                .lines()
+                .filter(|l| l.contains(&marker))
+                .skip(seen_before)
+                .any(|l| l.contains("\" 502 "))
+        },
+    );
+    rig.stack.restart_backend();
     let interrupted = rig.call(Who::A, "waitSyncIdle", json!({}));
-    rig.report(Who::A, "interrupted by the restart", &interrupted);
-    let posts_after = rig.stack.access_log().matches(&marker).count() - seen_before - posts_before;
+    rig.report(Who::A, "interrupted by the crash", &interrupted);
+    assert!(
+        interrupted
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["why"] == "test"
+                && (s["service"] != "success.status_ok"
+                    || s["engines"]["bookmarks"].get("error").is_some()))),
+        "A's sync did not notice the server going away: {interrupted}"
+    );
     rig.say(&format!(
-        "server killed and restarted after {posts_before} of A's bookmark batch POSTs, \
-         {posts_after} after"
+        "server killed after {posts_before} of A's bookmark batch POSTs, started again \
+         after a 502"
     ));
     rig.sync_over(Who::A, Who::B, "after the restart");
     let bulk = same_view(

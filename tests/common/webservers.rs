@@ -217,10 +217,10 @@ impl Stack {
         stack
     }
 
-    /// Kills our server with SIGKILL, as a crash or a power cut would, and starts it again
-    /// on the same socket and database; the web server stays up (and answers 502 between).
-    /// Not for mod_fcgid, whose processes Apache spawns.
-    pub fn crash_and_restart_backend(&mut self) {
+    /// Kills our server with SIGKILL, as a crash or a power cut would; the web server stays
+    /// up and answers 502 until [`Stack::restart_backend`]. Not for mod_fcgid, whose
+    /// processes Apache spawns.
+    pub fn kill_backend(&mut self) {
         assert_ne!(
             self.front,
             Front::ApacheFcgid,
@@ -230,8 +230,13 @@ impl Stack {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts our server again on the same socket and database after [`Stack::kill_backend`].
+    pub fn restart_backend(&mut self) {
         let data = self.dir.join("data");
         let socket = data.join("sync.sock");
+        // The dead server's socket file: a new bind on the path needs it gone.
         let _ = std::fs::remove_file(&socket);
         self.start_backend(&data.join("syncserver.ini"), &socket, run_as());
     }

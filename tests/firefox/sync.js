@@ -88,7 +88,11 @@ function recorder() {
           e.uploadFailed = (e.uploadFailed || 0) + (subject.failed || 0);
           break;
         case "weave:engine:sync:error":
-          e.error = String(subject);
+          // A failed request is thrown as its response, which prints as [object Object].
+          e.error =
+            subject && typeof subject == "object" && "status" in subject
+              ? `HTTP ${subject.status}`
+              : String(subject);
           break;
       }
   };
