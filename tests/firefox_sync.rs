@@ -15,8 +15,8 @@
 //!   next sync uploads everything); a reset of the sync keys (new kSync and
 //!   keys_changed_at: a new uid, and both profiles upload again).
 //! - `apache_fcgid_sqlite`, `nginx_mysql`, `nginx_postgresql`: the short check, bookmarks
-//!   and passwords both ways, a deleted login and a key reset, through mod_fcgid and on each
-//!   server engine.
+//!   and passwords both ways, a deleted login, the paged history and a key reset, through
+//!   mod_fcgid and on each server engine (whose SQL sorts and pages on its own).
 //!
 //! Seen failing against a server broken on purpose: `sort=newest` answered oldest first,
 //! no `X-Weave-Next-Offset`, no `X-Last-Modified` on POST, a key change that kept the uid.
@@ -424,7 +424,46 @@ fn titles(node: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// The short check: bookmarks and passwords both ways, a deletion, a key reset.
+/// History larger than one download: Firefox fetches the newest records first
+/// (`sort=newest&limit=`, in pages that follow `X-Weave-Next-Offset`) and backfills the
+/// older ones by `older=`. B's limits are lowered so that a few records stand for the
+/// thousands of a real history.
+fn paged_history(rig: &mut Rig, page: &dyn Fn(&str) -> String) {
+    let ten_hours_ago = (common::now() * 1000.0) as i64 - 36_000_000;
+    for i in 0..3 {
+        let url = page(&format!("paged{i}"));
+        rig.call(
+            Who::A,
+            "addVisits",
+            json!({"pages": [{"url": url, "title": format!("Paged {i}"), "visits": [ten_hours_ago + i * 60_000]}]}),
+        );
+        // One sync each: records of one upload share their modified time.
+        rig.sync(Who::A, "history in steps");
+    }
+    rig.call(
+        Who::B,
+        "setEngineLimits",
+        json!({"engine": "history", "downloadLimit": 2, "downloadBatchSize": 1}),
+    );
+    let urls: Vec<String> = (0..3).map(|i| page(&format!("paged{i}"))).collect();
+    for round in 0..3 {
+        rig.sync(Who::B, "history backfill");
+        let h = rig.call(Who::B, "history", json!({"urls": urls}));
+        if urls.iter().all(|u| !h[u].is_null()) {
+            break;
+        }
+        assert!(
+            round < 2,
+            "{}: B never got all of A's history (the server's sort=newest order, \
+             X-Weave-Next-Offset paging, or older=): {h:#}",
+            rig.label
+        );
+    }
+    same_view(rig, "paged history", "history", json!({"urls": urls}));
+}
+
+/// The short check: bookmarks and passwords both ways, a deletion, paged history, a key
+/// reset.
 fn short_check(front: Front, engine: Engine) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut rig) = Rig::start(front, engine, "") else {
@@ -471,6 +510,7 @@ fn short_check(front: Front, engine: Engine) {
     let logins = same_view(&mut rig, "logins B→A", "logins", json!({}));
     assert_eq!(logins.as_array().map(Vec::len), Some(1), "{logins}");
     assert_eq!(logins[0]["username"], "bob");
+    paged_history(&mut rig, &page);
 
     rig.reset_keys(&|rig| {
         let t = same_view(
@@ -755,39 +795,7 @@ fn nginx_sqlite_full() {
         json!({"guid": FOLDER}),
     );
 
-    // ---- History larger than one download: Firefox fetches the newest records first
-    // (`sort=newest&limit=`, in pages that follow X-Weave-Next-Offset) and backfills the
-    // older ones by `older=`; B's limits are lowered so that a few records stand for the
-    // thousands of a real history.
-    for i in 0..3 {
-        let url = page(&format!("paged{i}"));
-        rig.call(
-            Who::A,
-            "addVisits",
-            json!({"pages": [{"url": url, "title": format!("Paged {i}"), "visits": [now_ms - 10 * hour + i * 60_000]}]}),
-        );
-        // One sync each: records of one upload share their modified time.
-        rig.sync(Who::A, "history in steps");
-    }
-    rig.call(
-        Who::B,
-        "setEngineLimits",
-        json!({"engine": "history", "downloadLimit": 2, "downloadBatchSize": 1}),
-    );
-    let urls: Vec<String> = (0..3).map(|i| page(&format!("paged{i}"))).collect();
-    for round in 0..3 {
-        rig.sync(Who::B, "history backfill");
-        let h = rig.call(Who::B, "history", json!({"urls": urls}));
-        if urls.iter().all(|u| !h[u].is_null()) {
-            break;
-        }
-        assert!(
-            round < 2,
-            "B never got all of A's history (the server's sort=newest order, X-Weave-Next-Offset \
-             paging, or older=): {h:#}"
-        );
-    }
-    same_view(&mut rig, "paged history", "history", json!({"urls": urls}));
+    paged_history(&mut rig, &page);
 
     // ---- The server killed in the middle of A's upload, started again once A has seen it
     // gone: A's sync fails, the next one must bring every bookmark over.
