@@ -2,6 +2,13 @@
 //! `POST /v1/verify` and `GET /.well-known/fxa-client-configuration` over
 //! plain HTTP/1.1 on 127.0.0.1, with switchable failure modes and per-path
 //! request counters, plus JWT minting with the fixture RSA keys.
+//!
+//! Once given an account ([`FakeFxa::sign_in`]) it also answers what a real Firefox
+//! asks its account server for while it syncs (tests/firefox_sync.rs): an OAuth access
+//! token for the session (`POST /v1/oauth/token`, an RS256 JWT with the oldsync scope
+//! and `fxa-generation`), device registration and the device list (the clients and tabs
+//! engines only show devices the account server lists), and small HTML pages to open
+//! as tabs.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -209,6 +216,16 @@ struct State {
     jwks: Mutex<Value>,
     opaque: Mutex<HashMap<String, Value>>,
     base_url: String,
+    account: Mutex<Option<Account>>,
+    devices: Mutex<Vec<Value>>,
+}
+
+/// The one account the stand-in signs access tokens for.
+struct Account {
+    uid: String,
+    email: String,
+    generation: i64,
+    key: Arc<TestKey>,
 }
 
 /// The running stand-in; stops (joining its threads) on drop.
@@ -237,6 +254,8 @@ impl FakeFxa {
             ),
             opaque: Mutex::new(HashMap::new()),
             base_url: url.clone(),
+            account: Mutex::new(None),
+            devices: Mutex::new(Vec::new()),
         });
         let st = state.clone();
         let thread = std::thread::spawn(move || accept_loop(listener, st));
@@ -282,6 +301,23 @@ impl FakeFxa {
     /// own URL, as a self-hosted FxA's is its content server's public URL.
     pub fn claims(&self, sub: &str, generation: i64) -> Value {
         claims_from(&self.url, sub, generation)
+    }
+
+    /// From now on, access tokens (`POST /v1/oauth/token`) are for `uid` (32 hex digits)
+    /// at `generation` (milliseconds, as FxA's `fxa-generation`), signed with `key`,
+    /// whoever asks: every browser of a test is signed in to this one account.
+    pub fn sign_in(&self, uid: &str, email: &str, generation: i64, key: Arc<TestKey>) {
+        *self.state.account.lock().unwrap() = Some(Account {
+            uid: uid.to_string(),
+            email: email.to_string(),
+            generation,
+            key,
+        });
+    }
+
+    /// The devices registered so far (`POST /v1/account/device`).
+    pub fn devices(&self) -> Vec<Value> {
+        self.state.devices.lock().unwrap().clone()
     }
 
     /// How many requests arrived for `path` (e.g. `/v1/jwks`).
@@ -401,6 +437,12 @@ fn handle(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
         Mode::Garbage => (200, "<html>this is not json".to_string()),
         _ => answer(&req, state),
     };
+    // Pages for browser tabs: the network is closed, so tabs open pages from here.
+    let content_type = if req.path.starts_with("/page/") {
+        "text/html; charset=utf-8"
+    } else {
+        "application/json"
+    };
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -409,14 +451,125 @@ fn handle(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
         _ => "Internal Server Error",
     };
     let resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nDate: {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        http_date(epoch()),
         body.len()
     );
     stream.write_all(resp.as_bytes())?;
     stream.flush()
 }
 
+/// An HTTP `Date` value: Firefox's Hawk client takes its clock offset from it (a missing
+/// one makes the offset NaN).
+fn http_date(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[month as usize - 1],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// What a signed-in Firefox asks for, once the stand-in has an account.
+fn answer_browser(req: &HttpRequest, state: &State) -> Option<(u16, String)> {
+    let account = state.account.lock().unwrap();
+    let account = account.as_ref()?;
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let reply = match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/v1/oauth/token") => {
+            let scope = body["scope"].as_str().unwrap_or(OLDSYNC).to_string();
+            let mut claims = claims_from(&state.base_url, &account.uid, account.generation);
+            claims["scope"] = json!(scope);
+            claims["jti"] = json!(format!("{:032x}", rand_u128()));
+            json!({
+                "access_token": account.key.token(&claims),
+                "token_type": "bearer",
+                "scope": scope,
+                "expires_in": 3600,
+                "auth_at": epoch(),
+            })
+        }
+        ("POST", "/v1/account/device") => {
+            let mut devices = state.devices.lock().unwrap();
+            let id = body["id"].as_str().map(String::from);
+            let known = id
+                .as_deref()
+                .and_then(|id| devices.iter().position(|d| d["id"] == id));
+            let mut device = match known {
+                Some(i) => devices.remove(i),
+                None => json!({"id": format!("{:032x}", rand_u128()), "isCurrentDevice": false}),
+            };
+            for (k, v) in body.as_object().into_iter().flatten() {
+                if k != "id" {
+                    device[k] = v.clone();
+                }
+            }
+            device["lastAccessTime"] = json!(epoch() * 1000);
+            devices.push(device.clone());
+            device
+        }
+        ("GET", "/v1/account/devices") => json!(*state.devices.lock().unwrap()),
+        ("GET", "/v1/account/device/commands") => json!({"index": 0, "last": true, "messages": []}),
+        ("GET", "/v1/account/attached_clients") => json!([]),
+        ("GET", "/v1/session/status") => json!({"state": "verified", "uid": account.uid}),
+        ("GET", "/v1/recovery_email/status") => json!({
+            "email": account.email, "verified": true, "sessionVerified": true,
+            "emailVerified": true,
+        }),
+        ("GET", "/v1/profile") => json!({
+            "uid": account.uid, "email": account.email, "locale": "en-US",
+            "displayName": "Sync Test", "avatar": null, "avatarDefault": true,
+        }),
+        (
+            "POST",
+            "/v1/account/devices/notify"
+            | "/v1/oauth/destroy"
+            | "/v1/session/destroy"
+            | "/v1/account/device/destroy",
+        ) => json!({}),
+        _ => return None,
+    };
+    Some((200, reply.to_string()))
+}
+
+/// A random 128-bit number, for ids.
+fn rand_u128() -> u128 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    SystemRandom::new().fill(&mut b).expect("random bytes");
+    u128::from_le_bytes(b)
+}
+
 fn answer(req: &HttpRequest, state: &State) -> (u16, String) {
+    if let Some(name) = req.path.strip_prefix("/page/") {
+        let name: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        return (
+            200,
+            format!("<!DOCTYPE html><html><head><title>Page {name}</title></head><body>{name}</body></html>"),
+        );
+    }
+    if let Some(reply) = answer_browser(req, state) {
+        return reply;
+    }
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/v1/jwks") => (200, state.jwks.lock().unwrap().to_string()),
         ("POST", "/v1/verify") => {

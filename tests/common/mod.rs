@@ -6,6 +6,7 @@ pub mod client_auth;
 pub mod commands;
 pub mod engines;
 pub mod fcgi_client;
+pub mod firefox;
 pub mod fxa;
 pub mod rows;
 pub mod webservers;
@@ -870,6 +871,8 @@ pub enum Prereq {
     Mysql,
     /// A private PostgreSQL server (`SYNCSERVER_TEST_POSTGRESQL`, from scripts/engines).
     Postgresql,
+    /// Debian's firefox-esr (`SYNCSERVER_TEST_FIREFOX` names another binary).
+    Firefox,
 }
 
 impl Prereq {
@@ -883,6 +886,7 @@ impl Prereq {
             Prereq::Systemd => "systemd",
             Prereq::Mysql => "mysql",
             Prereq::Postgresql => "postgresql",
+            Prereq::Firefox => "firefox",
         }
     }
 
@@ -897,6 +901,7 @@ impl Prereq {
             Prereq::Mysql | Prereq::Postgresql => {
                 "scripts/test starts them; needs sudo apt-get install mariadb-server postgresql"
             }
+            Prereq::Firefox => "sudo apt-get install firefox-esr",
         }
     }
 }
@@ -909,7 +914,7 @@ pub fn is_root() -> bool {
 
 /// A test whose prerequisite is missing: a failure saying how to install it, unless the
 /// comma-separated `SYNCSERVER_TEST_ALLOW_SKIP` names it (`nginx`, `apache`, `root`,
-/// `python`, `systemd`, `mysql`, `postgresql`) or is `all`. An allowed skip writes `SKIP <test>: <why>` straight to
+/// `python`, `systemd`, `mysql`, `postgresql`, `firefox`) or is `all`. An allowed skip writes `SKIP <test>: <why>` straight to
 /// the process's stderr (libtest captures what passing tests print, and has no "skipped"
 /// status: the test still shows `ok`) and appends the same line to the file named by
 /// `SYNCSERVER_TEST_SKIP_REPORT`, from which scripts/test prints its closing `skipped:` line.

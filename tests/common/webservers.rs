@@ -96,7 +96,8 @@ pub struct StackSpec {
     pub prefixed: bool,
     /// `public_url`; `None`: `http://127.0.0.1:PORT[/sync]`. `{port}` is replaced.
     pub public_url: Option<String>,
-    /// Extra ini lines (after `[syncserver]` keys; may open other sections).
+    /// Extra ini lines (after `[syncserver]` keys; may open other sections). A `sqluri`
+    /// among them replaces the SQLite file in the stack's temp dir.
     pub extra_ini: String,
 }
 
@@ -181,10 +182,13 @@ impl Stack {
             .replace("{port}", &port.to_string());
         let ini = data.join("syncserver.ini");
         let db = data.join("syncserver.db");
+        let sqluri = match super::explicit_sqluri(&spec.extra_ini) {
+            Some(_) => String::new(),
+            None => format!("sqluri = sqlite:///{}\n", db.display()),
+        };
         let text = format!(
-            "[syncserver]\npublic_url = {public_url}\nsecret = {}\nsqluri = sqlite:///{}\n{}\n",
+            "[syncserver]\npublic_url = {public_url}\nsecret = {}\n{sqluri}{}\n",
             super::SECRET,
-            db.display(),
             spec.extra_ini
         );
         std::fs::write(&ini, text).expect("write ini");
@@ -213,8 +217,44 @@ impl Stack {
         stack
     }
 
+    /// Kills our server with SIGKILL, as a crash or a power cut would; the web server stays
+    /// up and answers 502 until [`Stack::restart_backend`]. Not for mod_fcgid, whose
+    /// processes Apache spawns.
+    pub fn kill_backend(&mut self) {
+        assert_ne!(
+            self.front,
+            Front::ApacheFcgid,
+            "mod_fcgid owns its processes"
+        );
+        if let Some(mut child) = self.backend.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts our server again on the same socket and database after [`Stack::kill_backend`].
+    pub fn restart_backend(&mut self) {
+        let data = self.dir.join("data");
+        let socket = data.join("sync.sock");
+        // The dead server's socket file: a new bind on the path needs it gone.
+        let _ = std::fs::remove_file(&socket);
+        self.start_backend(&data.join("syncserver.ini"), &socket, run_as());
+    }
+
+    /// The web server's access log so far (one line per request answered).
+    pub fn access_log(&self) -> String {
+        ["nginx/logs/access.log", "apache/logs/access.log"]
+            .iter()
+            .filter_map(|rel| std::fs::read_to_string(self.dir.join(rel)).ok())
+            .collect()
+    }
+
     fn start_backend(&mut self, ini: &Path, socket: &Path, user: Option<(u32, u32)>) {
-        let log = std::fs::File::create(self.dir.join("server.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("log file");
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
             .arg(ini)
