@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{TempDir, BIN};
@@ -132,10 +133,25 @@ fn run_as() -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, below Linux's ephemeral range (32768–60999).
+/// A port from `bind(0)` is an ephemeral one, which any outgoing connection (a test
+/// client, the server's database connection) may be given before nginx binds it:
+/// that made nginx fail with "Address already in use" under parallel tests. Ports
+/// handed out here are also never handed out twice by one test process.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    // Test processes started together begin at different places.
+    let start = std::process::id().wrapping_mul(7919) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// Reads a contrib file and replaces `placeholders` (each must occur), so the test runs
