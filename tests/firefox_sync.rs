@@ -17,6 +17,9 @@
 //! - `apache_fcgid_sqlite`, `nginx_mysql`, `nginx_postgresql`: the short check, bookmarks
 //!   and passwords both ways, a deleted login, the paged history and a key reset, through
 //!   mod_fcgid and on each server engine (whose SQL sorts and pages on its own).
+//! - `nginx_sqlite_node_move`: a site of a tokenserver and two storage nodes
+//!   (tests/common/site.rs, as in tests/nodes.rs); `nodes drain` of A moves the account
+//!   and Firefox follows it to B, uploading everything again.
 //!
 //! Seen failing against a server broken on purpose: `sort=newest` answered oldest first,
 //! no `X-Weave-Next-Offset`, no `X-Last-Modified` on POST, a key change that kept the uid.
@@ -38,6 +41,7 @@ use serde_json::{json, Value};
 use common::engines::{Engine, TestDatabase};
 use common::firefox::{self, Firefox};
 use common::fxa::{self, FakeFxa};
+use common::site::Site;
 use common::webservers::{flow, Front, Stack, StackSpec};
 
 /// One browser test at a time: two Firefox processes already fill two cores.
@@ -82,7 +86,7 @@ struct Rig {
     label: String,
     began: Instant,
     // Dropped after the browsers: the server outlives its clients.
-    stack: Stack,
+    server: Server,
     _db: Option<TestDatabase>,
 }
 
@@ -108,6 +112,26 @@ impl Rig {
             public_url: None,
             extra_ini: format!("{sqluri}{extra_ini}{}", flow::oauth_ini()),
         });
+        let token_uri = format!("http://127.0.0.1:{}/token/1.0/sync/1.5", stack.port);
+        let label = format!("{front:?}+{}", engine.name());
+        Some(Rig::launch(
+            Server::Stack(stack),
+            &token_uri,
+            label,
+            db,
+            began,
+        ))
+    }
+
+    /// Starts the account server and both browsers, signed in, syncing through the token
+    /// server at `token_uri` of `server`.
+    fn launch(
+        server: Server,
+        token_uri: &str,
+        label: String,
+        db: Option<TestDatabase>,
+        began: Instant,
+    ) -> Rig {
         let signer = Arc::new(flow::signing_key());
         let fxa = FakeFxa::start(&[&signer]);
         let uid = fxa::fxa_uid();
@@ -115,44 +139,29 @@ impl Rig {
         let key = SyncKey::new();
         fxa.sign_in(&uid, &email, key.keys_changed_at, signer.clone());
         let account_prefs = json!({
-            "identity.sync.tokenserver.uri":
-                format!("http://127.0.0.1:{}/token/1.0/sync/1.5", stack.port),
+            "identity.sync.tokenserver.uri": token_uri,
             "identity.fxaccounts.auth.uri": format!("{}/v1", fxa.url),
             "identity.fxaccounts.remote.oauth.uri": format!("{}/v1", fxa.url),
             "identity.fxaccounts.remote.profile.uri": format!("{}/v1", fxa.url),
             "identity.fxaccounts.remote.root": format!("{}/", fxa.url),
         });
         let prefs = |name: &str| -> Vec<(&'static str, Value)> {
-            vec![
-                (
-                    "identity.sync.tokenserver.uri",
-                    json!(format!(
-                        "http://127.0.0.1:{}/token/1.0/sync/1.5",
-                        stack.port
-                    )),
-                ),
-                (
-                    "identity.fxaccounts.auth.uri",
-                    json!(format!("{}/v1", fxa.url)),
-                ),
-                (
-                    "identity.fxaccounts.remote.oauth.uri",
-                    json!(format!("{}/v1", fxa.url)),
-                ),
-                (
-                    "identity.fxaccounts.remote.profile.uri",
-                    json!(format!("{}/v1", fxa.url)),
-                ),
-                (
-                    "identity.fxaccounts.remote.root",
-                    json!(format!("{}/", fxa.url)),
-                ),
-                ("identity.fxaccounts.autoconfig.uri", json!("")),
-                (
-                    "identity.fxaccounts.account.device.name",
-                    json!(format!("Firefox {name}")),
-                ),
+            let mut prefs: Vec<(&'static str, Value)> = [
+                "identity.sync.tokenserver.uri",
+                "identity.fxaccounts.auth.uri",
+                "identity.fxaccounts.remote.oauth.uri",
+                "identity.fxaccounts.remote.profile.uri",
+                "identity.fxaccounts.remote.root",
             ]
+            .into_iter()
+            .map(|k| (k, account_prefs[k].clone()))
+            .collect();
+            prefs.push(("identity.fxaccounts.autoconfig.uri", json!("")));
+            prefs.push((
+                "identity.fxaccounts.account.device.name",
+                json!(format!("Firefox {name}")),
+            ));
+            prefs
         };
         let t0 = Instant::now();
         // Side by side: most of a start is Firefox waiting on itself, not on the CPU.
@@ -163,7 +172,6 @@ impl Rig {
             (a.join().expect("start Firefox A"), b)
         });
         let browsers_up = t0.elapsed();
-        let label = format!("{front:?}+{}", engine.name());
         let mut rig = Rig {
             a,
             b,
@@ -175,7 +183,7 @@ impl Rig {
             key,
             label,
             began,
-            stack,
+            server,
             _db: db,
         };
         rig.say(&format!("stack and browsers up (browsers {browsers_up:?})"));
@@ -183,7 +191,23 @@ impl Rig {
             rig.sign_in(which);
             rig.say(&format!("{which:?} signed in"));
         }
-        Some(rig)
+        rig
+    }
+
+    /// The single server behind its web server (not for a site of nodes).
+    fn stack(&mut self) -> &mut Stack {
+        match &mut self.server {
+            Server::Stack(stack) => stack,
+            Server::Site(_) => panic!("{}: not a single-server rig", self.label),
+        }
+    }
+
+    /// The site of a tokenserver and two nodes (not for a single server).
+    fn site(&self) -> &Site {
+        match &self.server {
+            Server::Site(site) => site,
+            Server::Stack(_) => panic!("{}: not a site of nodes", self.label),
+        }
     }
 
     fn ff(&mut self, who: Who) -> &mut Firefox {
@@ -226,7 +250,7 @@ impl Rig {
                 panic!(
                     "{}: Firefox {who:?}: {name}: {e}\n{log}\n{}",
                     self.label,
-                    self.stack.logs()
+                    self.server.logs()
                 )
             }
         }
@@ -291,7 +315,7 @@ impl Rig {
             panic!(
                 "{}: sync of Firefox {who:?} ({why}) failed: {r}\nengines: {failed_engines:?}\n{log}\n{}",
                 self.label,
-                self.stack.logs()
+                self.server.logs()
             );
         }
     }
@@ -335,6 +359,22 @@ impl Rig {
         // Both re-uploaded; one more round and they agree.
         self.sync_over(Who::A, Who::B, "after the key reset");
         check(self);
+    }
+}
+
+/// Where the browsers sync: one server behind its web server, or a site of a tokenserver
+/// and two storage nodes (tests/common/site.rs).
+enum Server {
+    Stack(Stack),
+    Site(Box<Site>),
+}
+
+impl Server {
+    fn logs(&self) -> String {
+        match self {
+            Server::Stack(stack) => stack.logs(),
+            Server::Site(site) => site.logs(),
+        }
     }
 }
 
@@ -806,15 +846,15 @@ fn nginx_sqlite_full() {
     );
     let uid = rig.sync(Who::B, "before the restart")["uid"].clone();
     let marker = format!("POST /storage/1.5/{uid}/storage/bookmarks?batch=");
-    let seen_before = rig.stack.access_log().matches(&marker).count();
+    let seen_before = rig.stack().access_log().matches(&marker).count();
     rig.call(Who::A, "startSync", json!({}));
     common::wait_until(
         "A's first bookmark batch POST",
         std::time::Duration::from_secs(60),
-        || rig.stack.access_log().matches(&marker).count() > seen_before,
+        || rig.stack().access_log().matches(&marker).count() > seen_before,
     );
-    rig.stack.kill_backend();
-    let log = rig.stack.access_log();
+    rig.stack().kill_backend();
+    let log = rig.stack().access_log();
     let since: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(&marker))
@@ -830,7 +870,7 @@ fn nginx_sqlite_full() {
         "nginx to answer A's next batch POST with 502",
         std::time::Duration::from_secs(60),
         || {
-            rig.stack
+            rig.stack()
                 .access_log()
                 .lines()
                 .filter(|l| l.contains(&marker))
@@ -838,7 +878,7 @@ fn nginx_sqlite_full() {
                 .any(|l| l.contains("\" 502 "))
         },
     );
-    rig.stack.restart_backend();
+    rig.stack().restart_backend();
     let interrupted = rig.call(Who::A, "waitSyncIdle", json!({}));
     rig.report(Who::A, "interrupted by the crash", &interrupted);
     assert!(
@@ -926,6 +966,117 @@ fn nginx_sqlite_full() {
         "full round trip passed in {:?}",
         rig.began.elapsed()
     ));
+}
+
+/// How long the site's tokenserver makes tokens last, in seconds: short, so that Firefox
+/// asks again soon after the drain.
+const NODE_MOVE_TOKEN_SECONDS: u64 = 5;
+
+/// The bookmark records (`bso` ids) of `uid` in a node's database.
+fn bookmark_ids(db: &common::site::Db, uid: &Value) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT b.id FROM bso b JOIN collections c ON c.collectionid = b.collection \
+         WHERE c.name = 'bookmarks' AND b.userid = {uid} ORDER BY b.id"
+    ))
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+/// A node move as Mozilla's operators make one: a site of a tokenserver and two storage
+/// nodes on SQLite, each behind its own nginx (tests/common/site.rs, as tests/nodes.rs);
+/// Firefox syncs bookmarks to node A, `nodes drain A` moves the account, and once its
+/// token has expired (5 s) Firefox's next token names a new uid on node B: it must follow
+/// the new `api_endpoint`, find B empty and upload everything again; the other profile
+/// then reads the bookmarks from B.
+///
+/// Fails if Firefox kept syncing to A (B's database holds no bookmarks of the new uid), if
+/// the tokenserver kept the uid, or if B's profile does not get A's tree from node B.
+#[test]
+fn nginx_sqlite_node_move() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if firefox::skip() || flow::skip(Front::Nginx) {
+        return;
+    }
+    let began = Instant::now();
+    let site = Site::start(Engine::Sqlite, NODE_MOVE_TOKEN_SECONDS, 10, 10);
+    let (node_a, node_b) = (site.a.url(), site.b.url());
+    let token_uri = format!("{}/token/1.0/sync/1.5", site.ts.url());
+    let label = "Nginx+sqlite nodes".to_string();
+    let mut rig = Rig::launch(Server::Site(Box::new(site)), &token_uri, label, None, began);
+    let base = rig.fxa.url.clone();
+    let page = |n: &str| format!("{base}/page/{n}");
+    rig.call(
+        Who::A,
+        "insertBookmarks",
+        json!({"children": first_bookmarks(&page)}),
+    );
+    let before = rig.sync(Who::A, "bookmarks to node A");
+    let old_uid = before["uid"].clone();
+    let want = rig.call(Who::A, "bookmarkTree", json!({"guid": FOLDER}));
+    assert_eq!(want["children"].as_array().map(Vec::len), Some(4), "{want}");
+    let on_a = bookmark_ids(&rig.site().a_db, &old_uid);
+    assert!(
+        on_a.iter().any(|id| id == FOLDER) && on_a.iter().any(|id| id == "bmAAAAAAAAA4"),
+        "node A's database does not hold A's bookmarks under uid {old_uid}: {on_a:?}"
+    );
+    assert!(
+        bookmark_ids(&rig.site().b_db, &old_uid).is_empty(),
+        "node B got bookmarks before the move"
+    );
+
+    let out = rig.site().nodes(&["drain", &node_a, "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["drained"], json!(node_a), "{out}");
+    rig.say(&format!(
+        "node A drained: {out}; waiting for the tokens ({NODE_MOVE_TOKEN_SECONDS} s) to expire"
+    ));
+    std::thread::sleep(std::time::Duration::from_secs(NODE_MOVE_TOKEN_SECONDS + 1));
+
+    // Firefox still holds its expired token: node A refuses it (401), the sync fails, and
+    // Firefox drops the token; the next token names the new uid on B, where Firefox finds
+    // no meta/global, wipes, and uploads everything (Firefox's own follow-up sync, then
+    // ours).
+    rig.try_sync(Who::A, "first after the drain");
+    // The uid first: a sync that stayed on A would hide the cause behind its status.
+    let moved = rig.try_sync(Who::A, "after the node move");
+    let new_uid = moved["uid"].clone();
+    assert!(
+        new_uid.is_u64() && new_uid != old_uid,
+        "{}: Firefox still syncs as uid {old_uid} after node A was drained (now {new_uid})",
+        rig.label
+    );
+    rig.check(Who::A, "after the node move", &moved);
+    let on_b = bookmark_ids(&rig.site().b_db, &new_uid);
+    let mut ids_a = on_a.clone();
+    ids_a.retain(|id| on_b.contains(id));
+    assert_eq!(
+        ids_a, on_a,
+        "node B ({node_b}) does not hold every bookmark record of A under the new uid \
+         {new_uid}: {on_b:?}"
+    );
+    assert!(
+        bookmark_ids(&rig.site().a_db, &new_uid).is_empty(),
+        "the new uid {new_uid} wrote to node A"
+    );
+    rig.say(&format!(
+        "uid {old_uid} on node A became {new_uid} on node B; B holds {} bookmark records",
+        on_b.len()
+    ));
+
+    // The other profile (which never saw them: it signed in before they were made)
+    // follows too (refused by A, then on to B) and reads them from B.
+    rig.try_sync(Who::B, "first after the drain");
+    let b = rig.sync(Who::B, "after the node move");
+    assert_eq!(b["uid"], new_uid, "{}", rig.label);
+    let t = same_view(
+        &mut rig,
+        "bookmarks after the move",
+        "bookmarkTree",
+        json!({"guid": FOLDER}),
+    );
+    assert_eq!(t, want, "the bookmarks changed in the move");
+    rig.say(&format!("node move passed in {:?}", rig.began.elapsed()));
 }
 
 /// The URLs of the tabs that the record of the device with FxA id `device` lists.

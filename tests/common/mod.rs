@@ -9,6 +9,7 @@ pub mod fcgi_client;
 pub mod firefox;
 pub mod fxa;
 pub mod rows;
+pub mod site;
 pub mod webservers;
 
 use std::path::{Path, PathBuf};
