@@ -370,6 +370,72 @@ fn put_get_list_paging_preconditions() {
     }
 }
 
+/// sort=index lists by sortindex, NULLs last, ties in the engine's order
+/// (rowid on SQLite, newest first; the id elsewhere), read through our
+/// sortindex index; a page at any offset is that listing's slice.
+#[test]
+fn sort_index_ties_nulls_and_offsets() {
+    for t in engines("sortindex") {
+        let mut db = t.session();
+        let k = t.kind;
+        let sortindexes = [
+            Some(1),
+            None,
+            Some(1),
+            Some(3),
+            None,
+            Some(1),
+            Some(-2),
+            None,
+        ];
+        let mut written = Vec::new();
+        for (i, s) in sortindexes.iter().enumerate() {
+            // Ids out of step with the writes; ttls differing within a run.
+            let id = format!("k{}", (i * 5) % 8);
+            let ttl = (i % 3 == 0).then_some(1000 + i as i64);
+            db.put_bso(ctx(1, "s"), &item(&id, Some("p"), *s, ttl))
+                .unwrap();
+            written.push((id, *s));
+        }
+        let mut expected = written.clone();
+        expected.reverse(); // later writes first among ties on SQLite
+        expected.sort_by(|a, b| match (a.1, b.1) {
+            (Some(x), Some(y)) if x == y && k != Kind::Sqlite => b.0.cmp(&a.0),
+            (Some(x), Some(y)) => y.cmp(&x),
+            (None, None) if k != Kind::Sqlite => b.0.cmp(&a.0),
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+        });
+        let expected: Vec<String> = expected.into_iter().map(|e| e.0).collect();
+        let n = expected.len() as u64;
+        for limit in [None, Some(1), Some(3)] {
+            for skip in 0..=n {
+                let q = BsoQuery {
+                    sort: Sort::Index,
+                    limit,
+                    offset: (skip > 0).then_some(Offset::Rows(skip)),
+                    full: true,
+                    ..BsoQuery::default()
+                };
+                let page = db.get_bsos(uid(1), "s", &q, Precondition::None).unwrap();
+                let got: Vec<String> = page.items.into_iter().map(|b| b.id).collect();
+                let end = limit.map_or(n, |l| (skip + l).min(n));
+                assert_eq!(
+                    got,
+                    expected[skip as usize..end as usize],
+                    "{k:?} {limit:?} {skip}"
+                );
+                assert_eq!(
+                    page.next_offset,
+                    (end < n).then_some(Offset::Rows(end)),
+                    "{k:?} {limit:?} {skip}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn batches_quota_ttl_deletes_info() {
     for t in engines("batch") {
@@ -749,6 +815,14 @@ fn python_made_database() {
         }
         let opened = t.open(2);
         assert!(!opened.changes.is_empty(), "{k:?}: our tables were added");
+        assert!(
+            opened
+                .changes
+                .iter()
+                .any(|c| c.contains("syncserver_fcgi_bso_sortindex_idx")),
+            "{k:?}: our index was added to the existing table: {:?}",
+            opened.changes
+        );
         let mut db = opened.first;
         let b = db
             .get_bso(uid(1), "meta", "global", Precondition::None)

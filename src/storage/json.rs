@@ -31,23 +31,9 @@ pub fn push_bso(out: &mut String, b: &Bso) {
     out.push('}');
 }
 
-/// The length of `s` as [`push_str`] writes it, quotes included: what a
-/// string costs in a response, which can be six times its UTF-8 bytes (a
-/// control character becomes `\u0001`, an emoji `\ud83d\ude00`).
+/// The length of `s` as [`push_str`] writes it, quotes included.
 pub fn str_len(s: &str) -> u64 {
-    let escaped: u64 = s
-        .bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0x20..=0x7e => 1,
-            0x00..=0x1f | 0x7f => 6,
-            // UTF-8: continuation bytes are counted with their lead byte.
-            0x80..=0xbf => 0,
-            0xc0..=0xef => 6,
-            _ => 12,
-        })
-        .sum();
-    escaped + 2
+    crate::pyjson::escaped_len(s)
 }
 
 /// The length of a record as [`push_bso`] writes it, to within the digits of

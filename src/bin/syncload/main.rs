@@ -20,7 +20,8 @@ Usage:
   syncload --base-url URL [--secret S] [--node URL] [--storage-path PATH]
            [--token-server URL] [--jwt-key FILE.pk8 --jwt-kid KID]
            --workload W[,W...] [--concurrency N[,N...]] [--duration SECS]
-           [--users N] [--records N] [--seed] [--label L] [--json-out FILE] [--svg-out FILE]
+           [--users N] [--records N] [--seed] [--sort S[,S...]] [--label L]
+           [--json-out FILE] [--svg-out FILE]
   syncload report [--ceiling FILE.json] [--svg-out FILE] FILE.json...
   syncload startup --base-url URL [--secret S ...] [--runs N] -- COMMAND [ARGS...]
   syncload jwks --jwt-key FILE.pk8 --jwt-kid KID
@@ -37,6 +38,8 @@ the server with the output of `syncload jwks`.
 
 --seed first fills every user's history collection with --records (default 1000) ~1 KB
 records, plus meta/global, crypto/keys, clients, bookmarks and tabs.
+--sort limits read-page to some of the orders index, newest, oldest (default all three), so
+that one order's cost can be measured on its own.
 
 report: prints a markdown table of the runs, each also as a ratio to the plain run of the
 --ceiling file at the same concurrency, and optionally writes the combined chart.
@@ -60,6 +63,7 @@ pub struct Options {
     users: usize,
     records: usize,
     seed: bool,
+    sorts: Vec<&'static str>,
     label: String,
     json_out: Option<PathBuf>,
     svg_out: Option<PathBuf>,
@@ -85,6 +89,7 @@ impl Default for Options {
             users: 16,
             records: 1000,
             seed: false,
+            sorts: workload::SORTS.to_vec(),
             label: "syncload".into(),
             json_out: None,
             svg_out: None,
@@ -115,6 +120,18 @@ fn workloads(v: &str) -> Result<Vec<Workload>, String> {
     }
     v.split(',')
         .map(|x| Workload::parse(x.trim()).ok_or_else(|| format!("unknown workload {x:?}")))
+        .collect()
+}
+
+fn sorts(v: &str) -> Result<Vec<&'static str>, String> {
+    v.split(',')
+        .map(|x| {
+            let x = x.trim();
+            workload::SORTS
+                .into_iter()
+                .find(|s| *s == x)
+                .ok_or_else(|| format!("--sort: unknown order {x:?}"))
+        })
         .collect()
 }
 
@@ -157,6 +174,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--users" => o.users = num(v)?.max(1),
             "--records" => o.records = num(v)?,
+            "--sort" => o.sorts = sorts(v)?,
             "--label" => o.label = v.clone(),
             "--json-out" => o.json_out = Some(PathBuf::from(v)),
             "--svg-out" => o.svg_out = Some(PathBuf::from(v)),
@@ -224,6 +242,8 @@ mod tests {
         assert!(parse(&args("--workload nope")).is_err());
         assert!(parse(&args("--concurrency 0")).is_err());
         assert!(parse(&args("--users")).is_err());
+        assert!(parse(&args("--sort sideways")).is_err());
+        assert_eq!(parse(&args("--sort index")).unwrap().sorts, vec!["index"]);
         let o = parse(&args("--runs 3 -- /bin/x --flag")).unwrap();
         assert_eq!(o.command, vec!["/bin/x", "--flag"]);
         assert!(!parse(&args("--workload all"))

@@ -203,12 +203,12 @@ pub fn load(o: &Options) -> Result<ExitCode, String> {
     if o.workloads.contains(&Workload::ReadPage) {
         for_accounts(&mut accts, |c, a| {
             if let Some(cr) = &a.creds {
-                a.pages = discover_pages(c, cr)?;
+                a.pages = discover_pages(c, cr, &o.sorts)?;
             }
             Ok(())
         })?;
         let fewest = accts.iter().map(|a| a.pages.len()).min().unwrap_or(0);
-        if fewest < 6 {
+        if fewest < 2 * o.sorts.len() {
             eprintln!("warning: some users have under two pages of history; run with --seed");
         }
     }
@@ -224,6 +224,7 @@ pub fn load(o: &Options) -> Result<ExitCode, String> {
         label: o.label.clone(),
         started,
         results: Vec::new(),
+        setup_requests: accts.iter().map(|a| a.pages.len() as u64).sum(),
     };
     for w in &o.workloads {
         for c in &o.concurrency {

@@ -164,6 +164,10 @@ pub struct Report {
     pub started: u64,
     /// One entry per (workload, concurrency).
     pub results: Vec<RunResult>,
+    /// Requests made before the timed runs (read-page's walk to learn the pages), which
+    /// `results` leaves out: bench/cost.sh divides the server's whole work by all of them.
+    #[serde(default)]
+    pub setup_requests: u64,
 }
 
 #[cfg(test)]

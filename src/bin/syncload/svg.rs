@@ -217,6 +217,7 @@ mod tests {
             target: "t".into(),
             label: "ours".into(),
             started: 0,
+            setup_requests: 0,
             results: vec![
                 run("info", 1, 100.0),
                 run("info", 4, 300.0),

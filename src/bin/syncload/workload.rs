@@ -382,11 +382,18 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// The `sort` orders of the storage API.
+pub const SORTS: [&str; 3] = ["index", "newest", "oldest"];
+
 /// Walks the read collection once per sort order and returns every page's start, so
 /// read-page can jump to any page with whatever offset tokens the server uses.
-pub fn discover_pages(client: &Client, cr: &Creds) -> Result<Vec<PageRef>, String> {
+pub fn discover_pages(
+    client: &Client,
+    cr: &Creds,
+    sorts: &[&'static str],
+) -> Result<Vec<PageRef>, String> {
     let mut pages = Vec::new();
-    for sort in ["index", "newest", "oldest"] {
+    for &sort in sorts {
         let mut offset: Option<String> = None;
         for _ in 0..10_000 {
             let r = client

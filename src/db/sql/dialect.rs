@@ -141,6 +141,20 @@ pub fn table_exists(engine: Engine) -> &'static str {
     }
 }
 
+/// Whether an index of `bso` exists (one parameter: its name).
+pub fn bso_index_exists(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgresql => {
+            "SELECT 1 FROM pg_catalog.pg_indexes
+             WHERE schemaname = current_schema() AND tablename = 'bso' AND indexname = ?t"
+        }
+        Engine::Mysql => {
+            "SELECT 1 FROM information_schema.statistics
+             WHERE table_schema = DATABASE() AND table_name = 'bso' AND index_name = ?"
+        }
+    }
+}
+
 /// Whether a column exists (parameters: table, column).
 pub fn column_exists(engine: Engine) -> &'static str {
     match engine {

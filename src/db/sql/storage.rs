@@ -753,10 +753,17 @@ fn list_bsos(
     }
     // The id tie-break makes records of equal `modified` (a batch) come back in
     // the same order on every page (the Python server's paging lost and
-    // repeated records on PostgreSQL without it).
+    // repeated records on PostgreSQL without it). sort=index reads our
+    // sortindex index (schema.rs) in order; with a range of `modified` or a
+    // list of ids, whose rows are usually few (`newer` of an incremental
+    // sync), the modified index or the primary key finds them and they are
+    // sorted instead: `+ 0` keeps a prepared statement's generic plan from
+    // walking the whole collection in sortindex order for them.
+    let filtered = q.newer.is_some() || q.older.is_some() || q.ids.is_some();
     sql.push_str(match q.sort {
         Sort::Newest => " ORDER BY modified DESC, id DESC",
         Sort::Oldest => " ORDER BY modified ASC, id ASC",
+        Sort::Index if filtered => " ORDER BY sortindex + 0 DESC NULLS LAST, id DESC",
         Sort::Index => " ORDER BY sortindex DESC NULLS LAST, id DESC",
     });
     sql.push_str(" LIMIT ? OFFSET ?");
