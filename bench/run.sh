@@ -26,7 +26,11 @@
 #        previous build),
 #        SERVE_MODE=inherited (hand the server its socket on stdin, as mod_fcgid does, instead
 #        of --bind: Hawk nonces then go through the shared replay file),
-#        ROUNDTRIP_SECONDS (3; 0 skips the round-trip count)
+#        ROUNDTRIP_SECONDS (3; 0 skips the round-trip count),
+#        CEILING_SECONDS (how long the hello ceiling runs at each level; default --duration),
+#        RSS_EVERY (seconds; samples the server's RSS and threads that often during the
+#        workloads into rss[-E].tsv, e.g. for 10 minutes of the session mix:
+#        RSS_EVERY=10 bench/run.sh --workloads session --levels 16 --duration 600)
 # out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg;
 #        with --db/--engines, per engine E (sqlite, mysql, postgresql): E.json,
 #        startup-E.json, process-E.json, roundtrips-E.md; loadavg.tsv (load average before
@@ -264,7 +268,7 @@ fi
 
 echo "== ceiling: FastCGI hello-world through the same nginx (load: $(loadavg))"
 "$LOAD" --base-url "http://127.0.0.1:$HELLO_PORT/" --workload plain --concurrency "$LEVELS" \
-    --duration "$DURATION" --label hello --json-out "$OUT/ceiling.json"
+    --duration "${CEILING_SECONDS:-$DURATION}" --label hello --json-out "$OUT/ceiling.json"
 if command -v wrk > /dev/null; then
     echo "   (cross-check, wrk -t2 -c16: $(wrk -t2 -c16 -d"${DURATION}s" "http://127.0.0.1:$HELLO_PORT/" \
         | awk '/Requests\/sec/ {print $2}') req/s)"
@@ -338,6 +342,16 @@ for run in "${RUNS[@]}"; do
     echo "== $name: seeding $USERS users × $RECORDS records, then the workloads"
     RSS_START=$(rss_kb "$SYNC_PID")
     LOAD_START=$(loadavg)
+    if [ -n "${RSS_EVERY:-}" ]; then
+        (   t=0
+            printf 't_s\trss_kb\tthreads\n'
+            while [ -e "/proc/$SYNC_PID" ]; do
+                printf '%s\t%s\t%s\n' "$t" "$(rss_kb "$SYNC_PID")" \
+                    "$(awk '/^Threads:/ {print $2}' "/proc/$SYNC_PID/status")"
+                sleep "$RSS_EVERY"; t=$((t + RSS_EVERY))
+            done 2> /dev/null
+        ) > "$OUT/rss$suffix.tsv" & PIDS+=($!)
+    fi
     parts=() seed=(--seed)
     for w in "${WL[@]}"; do
         before=$(loadavg)
