@@ -149,33 +149,42 @@ impl<'a> Params<'a> {
         }
         self.pos += 1;
         self.skip_ws();
+        // Values are copied a run at a time (the token in `id` is hundreds of bytes): byte by
+        // byte pushes were a fifth of an info/collections request's instructions.
         let mut value = Vec::new();
         if self.s.get(self.pos) == Some(&b'"') {
             self.pos += 1;
             loop {
-                match self.s.get(self.pos) {
-                    None => return Err(HawkError::Malformed("unterminated quoted string")),
-                    Some(b'"') => break,
-                    Some(b'\\') => {
-                        self.pos += 1;
-                        match self.s.get(self.pos) {
-                            Some(&b) => value.push(b),
-                            None => return Err(HawkError::Malformed("unterminated quoted string")),
-                        }
-                    }
-                    Some(&b) => value.push(b),
+                let rest = self.s.get(self.pos..).unwrap_or_default();
+                let run = rest
+                    .iter()
+                    .position(|b| matches!(b, b'"' | b'\\'))
+                    .ok_or(HawkError::Malformed("unterminated quoted string"))?;
+                value.extend_from_slice(&rest[..run]);
+                self.pos += run;
+                if self.s[self.pos] == b'"' {
+                    break;
                 }
-                self.pos += 1;
+                // A backslash: the next byte stands for itself.
+                let &escaped = self
+                    .s
+                    .get(self.pos + 1)
+                    .ok_or(HawkError::Malformed("unterminated quoted string"))?;
+                value.push(escaped);
+                self.pos += 2;
             }
             self.pos += 1;
         } else {
-            while let Some(&b) = self.s.get(self.pos).filter(|b| is_token_byte(**b)) {
-                value.push(b);
-                self.pos += 1;
-            }
-            if value.is_empty() {
+            let rest = self.s.get(self.pos..).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|b| !is_token_byte(*b))
+                .unwrap_or(rest.len());
+            if run == 0 {
                 return Err(HawkError::Malformed("empty attribute value"));
             }
+            value.extend_from_slice(&rest[..run]);
+            self.pos += run;
         }
         // The whole header was checked to be UTF-8 and escapes only drop ASCII backslashes.
         let value = String::from_utf8(value).map_err(|_| HawkError::Malformed("encoding"))?;
