@@ -20,6 +20,7 @@ mod plans;
 
 use crate::uid::Uid;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -47,6 +48,8 @@ pub enum Location {
 pub struct SqliteDb {
     conn: Connection,
     collections: Collections,
+    /// This process's writers of the same file, found once per session (none in memory).
+    queue: Option<Arc<write_queue::WriteQueue>>,
 }
 
 /// Maps SQLite failures onto the storage error kinds.
@@ -98,13 +101,25 @@ impl SqliteDb {
     pub fn open(location: &Location) -> DbResult<SqliteDb> {
         let conn = retry_busy(|| connect(location)).map_err(map_err)?;
         let collections = retry_busy(|| Collections::load(&conn)).map_err(map_err)?;
-        Ok(SqliteDb { conn, collections })
+        Ok(SqliteDb::new(conn, collections))
     }
 
     /// Opens a session on an existing connection (used with `:memory:`).
     pub fn from_connection(conn: Connection) -> DbResult<SqliteDb> {
         let collections = Collections::load(&conn).map_err(map_err)?;
-        Ok(SqliteDb { conn, collections })
+        Ok(SqliteDb::new(conn, collections))
+    }
+
+    fn new(conn: Connection, collections: Collections) -> SqliteDb {
+        let queue = match conn.path() {
+            Some(path) if !path.is_empty() => Some(write_queue::for_file(Path::new(path))),
+            _ => None,
+        };
+        SqliteDb {
+            conn,
+            collections,
+            queue,
+        }
     }
 
     /// The underlying connection, for operator commands.
@@ -139,9 +154,8 @@ impl SqliteDb {
     /// Runs a write transaction when this process's earlier writers are done
     /// (`write_queue`); a file-less database has one session and no queue.
     fn in_turn<T>(&mut self, f: impl FnOnce(&mut Self) -> DbResult<T>) -> DbResult<T> {
-        let queue = match self.conn.path() {
-            Some(path) if !path.is_empty() => write_queue::for_file(Path::new(path)),
-            _ => return f(self),
+        let Some(queue) = self.queue.clone() else {
+            return f(self);
         };
         let _turn = queue.wait(BUSY_TIMEOUT).ok_or(DbError::Busy)?;
         f(self)

@@ -33,7 +33,9 @@ pub fn per_collection(
     uid: Uid,
     what: PerCollection,
 ) -> DbResult<Vec<CollectionInfo>> {
-    let SqliteDb { conn, collections } = s;
+    let SqliteDb {
+        conn, collections, ..
+    } = s;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Deferred)
         .map_err(map_err)?;
@@ -100,7 +102,9 @@ fn begin_read<'a>(
     s: &'a mut SqliteDb,
     collection: &str,
 ) -> DbResult<(Transaction<'a>, Option<i64>)> {
-    let SqliteDb { conn, collections } = s;
+    let SqliteDb {
+        conn, collections, ..
+    } = s;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Deferred)
         .map_err(map_err)?;

@@ -167,7 +167,9 @@ pub(crate) fn next_timestamp(last: Option<Ms>) -> DbResult<Ms> {
 }
 
 fn begin<'a>(s: &'a mut SqliteDb, ctx: &WriteCtx, create: bool) -> DbResult<Write<'a>> {
-    let SqliteDb { conn, collections } = s;
+    let SqliteDb {
+        conn, collections, ..
+    } = s;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map_err)?;
