@@ -4,6 +4,7 @@
 //! nonce. See BENCHMARKS.md and bench/run.sh.
 
 mod client;
+mod http;
 mod jwt;
 mod run;
 mod stats;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::{Client, ClientError, Creds, Reply, Req};
+use crate::client::{Client, ClientError, Creds, Prepared, Reply, Req};
 use crate::stats::Sample;
 
 /// Records per POST, the limit every Sync 1.5 server advertises.
@@ -125,16 +125,36 @@ pub struct Worker {
     put_body: Vec<u8>,
     tabs_body: Vec<u8>,
     steps: u64,
+    /// The plain workload's request, built once.
+    plain: Option<Prepared>,
 }
 
-/// Sends one request, timing it; `good` decides whether the reply counts as a success.
+/// Sends one request built ahead of time, timing it from the first byte written to the last
+/// byte read; `good` decides whether the reply counts as a success.
 fn timed(
     s: &mut Sample,
     good: impl Fn(&Reply) -> Result<(), String>,
-    send: impl FnOnce() -> Result<Reply, ClientError>,
+    c: &Client,
+    req: Result<Prepared, ClientError>,
+) -> Option<Reply> {
+    match req {
+        Ok(r) => timed_send(s, good, c, &r),
+        Err(e) => {
+            s.transport(e.to_string());
+            None
+        }
+    }
+}
+
+/// [`timed`] for a request that is sent again and again as is.
+fn timed_send(
+    s: &mut Sample,
+    good: impl Fn(&Reply) -> Result<(), String>,
+    c: &Client,
+    req: &Prepared,
 ) -> Option<Reply> {
     let t0 = Instant::now();
-    match send() {
+    match c.execute(req) {
         Ok(r) => match good(&r) {
             Ok(()) => {
                 s.ok(t0.elapsed());
@@ -214,6 +234,7 @@ impl Worker {
                 .to_string()
                 .into_bytes(),
             steps: 0,
+            plain: None,
         }
     }
 
@@ -237,26 +258,40 @@ impl Worker {
             put_body,
             tabs_body,
             steps,
+            plain,
             ..
         } = self;
         let Some(acct) = accounts.get_mut(i) else {
             return;
         };
         if w == Workload::Plain {
-            let url = shared.plain_url.as_str();
-            let req = Req {
-                method: "GET",
-                url,
-                headers: &[],
-                body: b"",
-            };
-            timed(s, ok200, || c.send(&req));
+            // Unauthenticated, so the same bytes every time.
+            if plain.is_none() {
+                let req = Req {
+                    method: "GET",
+                    url: &shared.plain_url,
+                    headers: &[],
+                    body: b"",
+                };
+                match c.prepare(&req) {
+                    Ok(p) => *plain = Some(p),
+                    Err(e) => return s.transport(e.to_string()),
+                }
+            }
+            if let Some(p) = plain {
+                timed_send(s, ok200, c, p);
+            }
             return;
         }
         if w == Workload::Token {
             match &acct.bearer {
                 Some((bearer, kid)) => {
-                    timed(s, ok200, || c.token(&shared.token_server, bearer, kid));
+                    timed(
+                        s,
+                        ok200,
+                        c,
+                        c.token_request(&shared.token_server, bearer, kid),
+                    );
                 }
                 None => s.error("no-jwt-key".into()),
             }
@@ -268,22 +303,25 @@ impl Worker {
         };
         match w {
             Workload::Info => {
-                timed(s, ok200, || {
-                    c.signed(cr, "GET", "/info/collections", &[], b"")
-                });
+                timed(
+                    s,
+                    ok200,
+                    c,
+                    Ok(c.sign(cr, "GET", "/info/collections", &[], b"")),
+                );
             }
             Workload::ReadPage => {
                 let rest = match acct.pages.get(roll % acct.pages.len().max(1)) {
                     Some(p) => page_query(p.sort, p.offset.as_deref()),
                     None => page_query("index", None),
                 };
-                timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b""));
+                timed(s, ok200, c, Ok(c.sign(cr, "GET", &rest, &[], b"")));
             }
             Workload::FullRead => {
                 let mut offset: Option<String> = None;
                 for _ in 0..10_000 {
                     let rest = page_query("index", offset.as_deref());
-                    let Some(r) = timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b"")) else {
+                    let Some(r) = timed(s, ok200, c, Ok(c.sign(cr, "GET", &rest, &[], b""))) else {
                         break;
                     };
                     offset = r.next_offset;
@@ -294,13 +332,16 @@ impl Worker {
             }
             Workload::Batch => {
                 let rest = "/storage/bench-batch?batch=true&commit=true";
-                timed(s, all_stored, || {
-                    c.signed(cr, "POST", rest, &[], batch_body)
-                });
+                timed(
+                    s,
+                    all_stored,
+                    c,
+                    Ok(c.sign(cr, "POST", rest, &[], batch_body)),
+                );
             }
             Workload::Put => {
                 let rest = format!("/storage/bench-put/p{:03}", *steps % 100);
-                timed(s, ok200, || c.signed(cr, "PUT", &rest, &[], put_body));
+                timed(s, ok200, c, Ok(c.sign(cr, "PUT", &rest, &[], put_body)));
             }
             Workload::Session => {
                 let cr = cr.clone();
@@ -313,17 +354,26 @@ impl Worker {
 
 /// One Firefox sync session for `acct`, each request timed on its own.
 fn session(c: &Client, cr: &Creds, tabs_body: &[u8], acct: &mut Account, s: &mut Sample) {
-    let info = timed(s, ok200, || {
-        c.signed(cr, "GET", "/info/collections", &[], b"")
-    });
-    timed(s, ok200, || {
-        c.signed(cr, "GET", "/info/configuration", &[], b"")
-    });
+    let info = timed(
+        s,
+        ok200,
+        c,
+        Ok(c.sign(cr, "GET", "/info/collections", &[], b"")),
+    );
+    timed(
+        s,
+        ok200,
+        c,
+        Ok(c.sign(cr, "GET", "/info/configuration", &[], b"")),
+    );
     // Before any upload meta/global may legitimately be missing.
     let found = |r: &Reply| if r.status == 404 { Ok(()) } else { ok200(r) };
-    if let Some(r) = timed(s, found, || {
-        c.signed(cr, "GET", "/storage/meta/global", &[], b"")
-    }) {
+    if let Some(r) = timed(
+        s,
+        found,
+        c,
+        Ok(c.sign(cr, "GET", "/storage/meta/global", &[], b"")),
+    ) {
         acct.meta_modified = r.last_modified;
     }
     let newer = acct.last_sync.clone().unwrap_or_else(|| "0".into());
@@ -332,19 +382,27 @@ fn session(c: &Client, cr: &Creds, tabs_body: &[u8], acct: &mut Account, s: &mut
         format!("/storage/bookmarks?full=1&newer={newer}"),
         format!("/storage/history?full=1&limit=100&sort=index&newer={newer}"),
     ] {
-        timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b""));
+        timed(s, ok200, c, Ok(c.sign(cr, "GET", &rest, &[], b"")));
     }
     let tabs = "/storage/tabs?batch=true&commit=true";
-    timed(s, all_stored, || c.signed(cr, "POST", tabs, &[], tabs_body));
+    timed(
+        s,
+        all_stored,
+        c,
+        Ok(c.sign(cr, "POST", tabs, &[], tabs_body)),
+    );
     acct.sessions += 1;
     // Now and then another device changed the engine list: a conditional meta/global write.
     if acct.sessions.is_multiple_of(10) {
         let since = acct.meta_modified.clone().unwrap_or_else(|| "0".into());
         let body = meta_global_body();
         let h = [("X-If-Unmodified-Since", since.as_str())];
-        if let Some(r) = timed(s, ok200, || {
-            c.signed(cr, "PUT", "/storage/meta/global", &h, &body)
-        }) {
+        if let Some(r) = timed(
+            s,
+            ok200,
+            c,
+            Ok(c.sign(cr, "PUT", "/storage/meta/global", &h, &body)),
+        ) {
             acct.meta_modified = r.last_modified;
         }
     }
