@@ -4,6 +4,7 @@
 //! nonce. See BENCHMARKS.md and bench/run.sh.
 
 mod client;
+mod evloop;
 mod http;
 mod jwt;
 mod run;

@@ -65,6 +65,12 @@ impl Workload {
         ALL.into_iter().find(|w| w.name() == name)
     }
 
+    /// Whether each step is one request independent of the replies before it (so an event
+    /// loop can drive it).
+    pub fn single(self) -> bool {
+        !matches!(self, Workload::FullRead | Workload::Session)
+    }
+
     /// Whether it talks to storage (and so needs storage credentials).
     pub fn needs_storage(self) -> bool {
         !matches!(self, Workload::Plain | Workload::Token)
@@ -172,7 +178,7 @@ fn timed_send(
     }
 }
 
-fn ok200(r: &Reply) -> Result<(), String> {
+pub fn ok200(r: &Reply) -> Result<(), String> {
     if r.status == 200 {
         Ok(())
     } else {
@@ -245,8 +251,9 @@ impl Worker {
         (self.rng % n.max(1) as u64) as usize
     }
 
-    /// Runs one step of `w` (one request, or several for full-read and session).
-    pub fn step(&mut self, w: Workload, shared: &Shared, s: &mut Sample) {
+    /// The next request of a workload whose step is one request ([`Workload::single`]), built
+    /// and signed ahead of sending, with the check its reply must pass.
+    pub fn next_single(&mut self, w: Workload, shared: &Shared) -> Result<(Prepared, Check), Fail> {
         self.steps += 1;
         let roll = self.rand(usize::MAX);
         let i = self.next % self.accounts.len().max(1);
@@ -256,14 +263,13 @@ impl Worker {
             accounts,
             batch_body,
             put_body,
-            tabs_body,
             steps,
             plain,
             ..
         } = self;
-        let Some(acct) = accounts.get_mut(i) else {
-            return;
-        };
+        let acct = accounts
+            .get_mut(i)
+            .ok_or_else(|| Fail::Status("no-account".into()))?;
         if w == Workload::Plain {
             // Unauthenticated, so the same bytes every time.
             if plain.is_none() {
@@ -273,50 +279,79 @@ impl Worker {
                     headers: &[],
                     body: b"",
                 };
-                match c.prepare(&req) {
-                    Ok(p) => *plain = Some(p),
-                    Err(e) => return s.transport(e.to_string()),
-                }
-            }
-            if let Some(p) = plain {
-                timed_send(s, ok200, c, p);
-            }
-            return;
-        }
-        if w == Workload::Token {
-            match &acct.bearer {
-                Some((bearer, kid)) => {
-                    timed(
-                        s,
-                        ok200,
-                        c,
-                        c.token_request(&shared.token_server, bearer, kid),
-                    );
-                }
-                None => s.error("no-jwt-key".into()),
-            }
-            return;
-        }
-        let Some(cr) = acct.creds.as_ref() else {
-            s.error("no-credentials".into());
-            return;
-        };
-        match w {
-            Workload::Info => {
-                timed(
-                    s,
-                    ok200,
-                    c,
-                    Ok(c.sign(cr, "GET", "/info/collections", &[], b"")),
+                *plain = Some(
+                    c.prepare(&req)
+                        .map_err(|e| Fail::Transport(e.to_string()))?,
                 );
             }
+            let p = plain
+                .clone()
+                .ok_or_else(|| Fail::Status("no-request".into()))?;
+            return Ok((p, ok200));
+        }
+        if w == Workload::Token {
+            let (bearer, kid) = acct
+                .bearer
+                .as_ref()
+                .ok_or_else(|| Fail::Status("no-jwt-key".into()))?;
+            let p = c
+                .token_request(&shared.token_server, bearer, kid)
+                .map_err(|e| Fail::Transport(e.to_string()))?;
+            return Ok((p, ok200));
+        }
+        let cr = acct
+            .creds
+            .as_ref()
+            .ok_or_else(|| Fail::Status("no-credentials".into()))?;
+        Ok(match w {
+            Workload::Info => (c.sign(cr, "GET", "/info/collections", &[], b""), ok200),
             Workload::ReadPage => {
                 let rest = match acct.pages.get(roll % acct.pages.len().max(1)) {
                     Some(p) => page_query(p.sort, p.offset.as_deref()),
                     None => page_query("index", None),
                 };
-                timed(s, ok200, c, Ok(c.sign(cr, "GET", &rest, &[], b"")));
+                (c.sign(cr, "GET", &rest, &[], b""), ok200)
             }
+            Workload::Batch => {
+                let rest = "/storage/bench-batch?batch=true&commit=true";
+                (c.sign(cr, "POST", rest, &[], batch_body), all_stored)
+            }
+            Workload::Put => {
+                let rest = format!("/storage/bench-put/p{:03}", *steps % 100);
+                (c.sign(cr, "PUT", &rest, &[], put_body), ok200)
+            }
+            _ => return Err(Fail::Status("not-a-single-request-workload".into())),
+        })
+    }
+
+    /// Runs one step of `w` (one request, or several for full-read and session).
+    pub fn step(&mut self, w: Workload, shared: &Shared, s: &mut Sample) {
+        if w.single() {
+            match self.next_single(w, shared) {
+                Ok((req, check)) => {
+                    timed_send(s, check, &self.client, &req);
+                }
+                Err(f) => f.record(s),
+            }
+            return;
+        }
+        self.steps += 1;
+        let i = self.next % self.accounts.len().max(1);
+        self.next = self.next.wrapping_add(1);
+        let Worker {
+            client: c,
+            accounts,
+            tabs_body,
+            ..
+        } = self;
+        let Some(acct) = accounts.get_mut(i) else {
+            return;
+        };
+        let Some(cr) = acct.creds.as_ref() else {
+            s.error("no-credentials".into());
+            return;
+        };
+        match w {
             Workload::FullRead => {
                 let mut offset: Option<String> = None;
                 for _ in 0..10_000 {
@@ -330,24 +365,33 @@ impl Worker {
                     }
                 }
             }
-            Workload::Batch => {
-                let rest = "/storage/bench-batch?batch=true&commit=true";
-                timed(
-                    s,
-                    all_stored,
-                    c,
-                    Ok(c.sign(cr, "POST", rest, &[], batch_body)),
-                );
-            }
-            Workload::Put => {
-                let rest = format!("/storage/bench-put/p{:03}", *steps % 100);
-                timed(s, ok200, c, Ok(c.sign(cr, "PUT", &rest, &[], put_body)));
-            }
             Workload::Session => {
                 let cr = cr.clone();
                 session(c, &cr, tabs_body, acct, s);
             }
-            Workload::Plain | Workload::Token => {}
+            _ => {}
+        }
+    }
+}
+
+/// What a reply must pass to count as a success (else the label it is counted under).
+pub type Check = fn(&Reply) -> Result<(), String>;
+
+/// Why no request could be made.
+#[derive(Debug)]
+pub enum Fail {
+    /// Counted as an error with this label.
+    Status(String),
+    /// Counted as a transport error.
+    Transport(String),
+}
+
+impl Fail {
+    /// Counts it in `s`.
+    pub fn record(self, s: &mut Sample) {
+        match self {
+            Fail::Status(m) => s.error(m),
+            Fail::Transport(m) => s.transport(m),
         }
     }
 }
