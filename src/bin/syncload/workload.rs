@@ -121,7 +121,7 @@ pub struct Shared {
     pub token_server: String,
 }
 
-/// One client thread: its connection, its accounts and its bodies.
+/// One connection's simulated client: its accounts, its bodies and what it builds next.
 pub struct Worker {
     client: Client,
     accounts: Vec<Account>,
