@@ -124,11 +124,11 @@ impl Slot {
 
     /// Reads what has arrived and parses as far as it goes.
     fn read(&mut self) -> Outcome {
-        let Some(s) = self.stream.as_mut() else {
-            return Outcome::Failed("no connection".into());
-        };
         let mut eof = false;
         loop {
+            let Some(s) = self.stream.as_mut() else {
+                return Outcome::Failed("no connection".into());
+            };
             let old = self.buf.len();
             if self.buf.capacity() - old < 8192 {
                 self.buf.reserve(self.buf.capacity().max(16 * 1024));
@@ -141,6 +141,13 @@ impl Slot {
                     if n == 0 {
                         eof = true;
                         break;
+                    }
+                    // A whole answer needs no further read (that would only say EAGAIN; the
+                    // poll is level-triggered, so nothing left behind is missed).
+                    match self.parse(false) {
+                        Ok(Some((reply, keep))) => return Outcome::Done(reply, keep),
+                        Ok(None) => {}
+                        Err(e) => return Outcome::Failed(e),
                     }
                 }
                 Err(e) => {
