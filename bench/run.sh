@@ -32,6 +32,7 @@
 #        workloads into rss[-E].tsv, e.g. for 10 minutes of the session mix:
 #        RSS_EVERY=10 bench/run.sh --workloads session --levels 16 --duration 600)
 # out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg;
+#        ceiling-wrk.json (the same hello ceiling measured by wrk, when installed);
 #        with --db/--engines, per engine E (sqlite, mysql, postgresql): E.json,
 #        startup-E.json, process-E.json, roundtrips-E.md; loadavg.tsv (load average before
 #        and after every workload)
@@ -269,9 +270,54 @@ fi
 echo "== ceiling: FastCGI hello-world through the same nginx (load: $(loadavg))"
 "$LOAD" --base-url "http://127.0.0.1:$HELLO_PORT/" --workload plain --concurrency "$LEVELS" \
     --duration "${CEILING_SECONDS:-$DURATION}" --label hello --json-out "$OUT/ceiling.json"
+# The same ceiling from wrk, the lightest client there is, at the same levels: how much of the
+# gap to wrk is syncload's own cost. Written as a syncload report (ceiling-wrk.json), so the
+# table shows it with a "vs ceiling" ratio (wrk's req/s over syncload's).
+CEILING_FILES=()
 if command -v wrk > /dev/null; then
-    echo "   (cross-check, wrk -t2 -c16: $(wrk -t2 -c16 -d"${DURATION}s" "http://127.0.0.1:$HELLO_PORT/" \
-        | awk '/Requests\/sec/ {print $2}') req/s)"
+    IFS=, read -r -a WRK_LEVELS <<< "$LEVELS"
+    : > "$D/wrk.txt"
+    for c in "${WRK_LEVELS[@]}"; do
+        echo "== wrk -c$c" >> "$D/wrk.txt"
+        wrk -t"$(( c < 2 ? c : 2 ))" -c"$c" -d"${CEILING_SECONDS:-$DURATION}s" --latency "http://127.0.0.1:$HELLO_PORT/" \
+            >> "$D/wrk.txt"
+    done
+    python3 - "$D/wrk.txt" "$OUT/ceiling-wrk.json" "http://127.0.0.1:$HELLO_PORT/" <<'PY'
+import json, re, sys, time
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def ms(v):
+    n, u = re.fullmatch(r"([\d.]+)(us|ms|s)", v).groups()
+    return round(float(n) * UNIT[u], 3)
+results = []
+for block in open(sys.argv[1]).read().split("== wrk -c")[1:]:
+    c = int(block.split("\n", 1)[0])
+    pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", block, re.M))
+    lat = re.search(r"^\s+Latency\s+(\S+)\s+\S+\s+(\S+)", block, re.M)
+    n, secs = re.search(r"(\d+) requests in ([\d.]+)s", block).groups()
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", block)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", block)
+    errors = {"non-2xx": int(bad.group(1))} if bad else {}
+    ok = int(n) - sum(errors.values())
+    results.append({"workload": "plain", "concurrency": c, "seconds": float(secs), "ok": ok,
+        "throughput": round(ok / float(secs), 3),
+        "latency_ms": {"p50": ms(pct["50"]), "p90": ms(pct["90"]), "p99": ms(pct["99"]),
+                       "max": ms(lat.group(2)), "mean": ms(lat.group(1))},
+        "errors": errors,
+        "transport_errors": sum(map(int, sock.groups())) if sock else 0})
+json.dump({"target": sys.argv[3], "label": "hello (wrk)", "started": int(time.time()),
+           "results": results, "setup_requests": 0}, open(sys.argv[2], "w"), indent=2)
+PY
+    CEILING_FILES+=("$OUT/ceiling-wrk.json")
+    python3 - "$OUT/ceiling.json" "$OUT/ceiling-wrk.json" <<'PY'
+import json, sys
+ours, wrk = ({r["concurrency"]: r["throughput"] for r in json.load(open(f))["results"]} for f in sys.argv[1:])
+for c in sorted(ours):
+    if c in wrk:
+        print(f"   ceiling c={c}: syncload {ours[c]:.0f} req/s, wrk {wrk[c]:.0f} req/s"
+              f" (syncload/wrk {100 * ours[c] / wrk[c]:.0f}%)")
+PY
+else
+    echo "   (wrk not installed: the ceiling is syncload's only)"
 fi
 
 if [ "$WORKLOADS" = all ]; then
@@ -404,7 +450,8 @@ if [ -n "$PY_URL" ]; then
 fi
 
 echo "== results (each also as a share of the hello-world ceiling at the same concurrency)"
-"$LOAD" report --ceiling "$OUT/ceiling.json" --svg-out "$OUT/chart.svg" "${FILES[@]}" | tee "$OUT/table.md"
+"$LOAD" report --ceiling "$OUT/ceiling.json" --svg-out "$OUT/chart.svg" "${CEILING_FILES[@]}" "${FILES[@]}" \
+    | tee "$OUT/table.md"
 echo
 echo "load average before/after each workload:"; column -t -s $'\t' "$OUT/loadavg.tsv" 2>/dev/null || cat "$OUT/loadavg.tsv"
 if grep -q 'temporary file' "$D/nginx/logs/error.log"; then

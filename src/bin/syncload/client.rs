@@ -1,5 +1,7 @@
-//! One simulated Sync client's HTTP side: credentials, Hawk signing, keep-alive requests.
+//! One simulated Sync client's HTTP side: credentials, Hawk signing, keep-alive requests
+//! (built ahead of time as bytes by [`Client::sign`]/[`Client::prepare`], then sent).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use syncserver_fcgi::auth::{client_header, mint, HawkRequest, TokenPayload};
 use syncserver_fcgi::uid::Uid;
+
+use crate::http::{self, Conn};
 
 /// Why a request got no usable answer.
 #[derive(Debug)]
@@ -156,29 +160,44 @@ pub struct Req<'a> {
     pub body: &'a [u8],
 }
 
-/// One client connection (ureq keeps it alive between requests).
+/// A request made ready to send: for `http://`, every byte of it; `https://` goes through
+/// `ureq` (the hand-written client speaks no TLS).
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Http {
+        host: String,
+        port: u16,
+        bytes: Vec<u8>,
+    },
+    Https {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+}
+
+/// One client: a keep-alive connection per host it talks to.
 pub struct Client {
-    agent: ureq::Agent,
+    conns: RefCell<Vec<Conn>>,
+    agent: RefCell<Option<ureq::Agent>>,
     nonce_prefix: String,
 }
 
 static CLIENTS: AtomicU64 = AtomicU64::new(0);
 static NONCES: AtomicU64 = AtomicU64::new(0);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
-    /// A new client with its own connection pool.
+    /// A new client (connections open on first use).
     pub fn new() -> Client {
-        let agent = ureq::AgentBuilder::new()
-            .max_idle_connections_per_host(1)
-            .timeout(Duration::from_secs(30))
-            .redirects(0)
-            .build();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         Client {
-            agent,
+            conns: RefCell::new(Vec::new()),
+            agent: RefCell::new(None),
             nonce_prefix: format!(
                 "{:x}{:x}{nanos:x}",
                 std::process::id(),
@@ -187,17 +206,90 @@ impl Client {
         }
     }
 
-    /// Sends `r` as is.
-    pub fn send(&self, r: &Req) -> Result<Reply, ClientError> {
-        let mut rq = self.agent.request(r.method, r.url);
-        for (k, v) in r.headers {
+    /// Builds `r` for sending.
+    pub fn prepare(&self, r: &Req) -> Result<Prepared, ClientError> {
+        let ep = Endpoint::parse(r.url)?;
+        Ok(self.prepare_at(&ep, &ep.path, r))
+    }
+
+    /// Builds `r` for sending to `ep`, with `path` (and query) as the request target.
+    fn prepare_at(&self, ep: &Endpoint, path: &str, r: &Req) -> Prepared {
+        if ep.scheme == "http" {
+            return Prepared::Http {
+                host: ep.host.clone(),
+                port: ep.port,
+                bytes: http::build(r.method, &ep.host, ep.port, path, r.headers, r.body),
+            };
+        }
+        Prepared::Https {
+            method: r.method.to_string(),
+            url: r.url.to_string(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: r.body.to_vec(),
+        }
+    }
+
+    /// Sends a prepared request and reads the whole answer.
+    pub fn execute(&self, p: &Prepared) -> Result<Reply, ClientError> {
+        match p {
+            Prepared::Http { host, port, bytes } => {
+                let mut conns = self.conns.borrow_mut();
+                let i = match conns.iter().position(|c| c.is(host, *port)) {
+                    Some(i) => i,
+                    None => {
+                        conns.push(Conn::new(host, *port, TIMEOUT));
+                        conns.len() - 1
+                    }
+                };
+                let r = conns[i]
+                    .roundtrip(bytes)
+                    .map_err(|e| ClientError::Transport(e.0))?;
+                Ok(Reply {
+                    status: r.status,
+                    last_modified: r.last_modified,
+                    next_offset: r.next_offset,
+                    body: r.body,
+                })
+            }
+            Prepared::Https {
+                method,
+                url,
+                headers,
+                body,
+            } => self.ureq_send(method, url, headers, body),
+        }
+    }
+
+    fn ureq_send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Reply, ClientError> {
+        let agent = self
+            .agent
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                ureq::AgentBuilder::new()
+                    .max_idle_connections_per_host(1)
+                    .timeout(TIMEOUT)
+                    .redirects(0)
+                    .build()
+            })
+            .clone();
+        let mut rq = agent.request(method, url);
+        for (k, v) in headers {
             rq = rq.set(k, v);
         }
-        let res = if r.body.is_empty() {
+        let res = if body.is_empty() {
             rq.call()
         } else {
-            rq.set("Content-Type", "application/json")
-                .send_bytes(r.body)
+            rq.set("Content-Type", "application/json").send_bytes(body)
         };
         let resp = match res {
             Ok(resp) => resp,
@@ -217,18 +309,22 @@ impl Client {
         Ok(reply)
     }
 
-    /// Sends a Hawk-signed request for `c` to `rest` (e.g. `/info/collections`), with a fresh
+    /// Sends `r` as is.
+    pub fn send(&self, r: &Req) -> Result<Reply, ClientError> {
+        self.execute(&self.prepare(r)?)
+    }
+
+    /// Builds a Hawk-signed request for `c` to `rest` (e.g. `/info/collections`), with a fresh
     /// nonce and the current time.
-    pub fn signed(
+    pub fn sign(
         &self,
         c: &Creds,
         method: &str,
         rest: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<Reply, ClientError> {
+    ) -> Prepared {
         let path = format!("{}{rest}", c.api.path);
-        let url = format!("{}{path}", c.api.origin());
         let hawk = HawkRequest {
             method,
             path_and_query: &path,
@@ -246,29 +342,61 @@ impl Client {
         let mut all: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
         all.extend_from_slice(headers);
         all.push(("Authorization", &auth));
-        self.send(&Req {
-            method,
+        let url = if c.api.scheme == "http" {
+            String::new()
+        } else {
+            format!("{}{path}", c.api.origin())
+        };
+        self.prepare_at(
+            &c.api,
+            &path,
+            &Req {
+                method,
+                url: &url,
+                headers: &all,
+                body,
+            },
+        )
+    }
+
+    /// Sends a Hawk-signed request (see [`Client::sign`]).
+    pub fn signed(
+        &self,
+        c: &Creds,
+        method: &str,
+        rest: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, ClientError> {
+        self.execute(&self.sign(c, method, rest, headers, body))
+    }
+
+    /// Builds a token server (`…/token`) request for storage credentials with an OAuth bearer
+    /// token.
+    pub fn token_request(
+        &self,
+        token_server: &str,
+        bearer: &str,
+        key_id: &str,
+    ) -> Result<Prepared, ClientError> {
+        let url = format!("{}/1.0/sync/1.5", token_server.trim_end_matches('/'));
+        let auth = format!("Bearer {bearer}");
+        self.prepare(&Req {
+            method: "GET",
             url: &url,
-            headers: &all,
-            body,
+            headers: &[("Authorization", &auth), ("X-KeyID", key_id)],
+            body: b"",
         })
     }
 
-    /// Asks a token server (`…/token`) for storage credentials with an OAuth bearer token.
+    /// Asks a token server for storage credentials (see [`Client::token_request`]).
     pub fn token(
         &self,
         token_server: &str,
         bearer: &str,
         key_id: &str,
     ) -> Result<Reply, ClientError> {
-        let url = format!("{}/1.0/sync/1.5", token_server.trim_end_matches('/'));
-        let auth = format!("Bearer {bearer}");
-        self.send(&Req {
-            method: "GET",
-            url: &url,
-            headers: &[("Authorization", &auth), ("X-KeyID", key_id)],
-            body: b"",
-        })
+        self.execute(&self.token_request(token_server, bearer, key_id)?)
     }
 }
 

@@ -4,6 +4,8 @@
 //! nonce. See BENCHMARKS.md and bench/run.sh.
 
 mod client;
+mod evloop;
+mod http;
 mod jwt;
 mod run;
 mod stats;
@@ -28,6 +30,8 @@ Usage:
 
 Workloads: plain (unauthenticated GET of --base-url: the hello-world ceiling), info,
 read-page, full-read, batch, put, session, token (or `all` for every storage one + token).
+--concurrency counts keep-alive connections: plain, info, read-page, batch, put and token
+run them all on two epoll loops; full-read, session and https:// targets use a thread each.
 
 Storage credentials: minted from --secret for uids 1..=users, naming --node (default
 --base-url; must equal the target's public URL) with storage under --storage-path (default

@@ -5,6 +5,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use crate::client::{creds_from_token_reply, mint_creds, now_secs, Client, Creds, Req};
+use crate::evloop;
 use crate::jwt::{key_id, Signer};
 use crate::stats::{Report, RunResult, Sample};
 use crate::svg::chart;
@@ -101,6 +102,103 @@ fn for_accounts(
     })
 }
 
+/// Event loops per run (as wrk -t2): at most one per core of this 2-core machine kind.
+const LOOPS: usize = 2;
+
+/// Whether every request of `w` goes to a plain `http://` URL (the event loop's only kind).
+fn plain_http(w: Workload, accts: &[Account], shared: &Shared) -> bool {
+    match w {
+        Workload::Plain => shared.plain_url.starts_with("http://"),
+        Workload::Token => shared.token_server.starts_with("http://"),
+        _ => accts
+            .iter()
+            .all(|a| a.creds.as_ref().is_none_or(|c| c.api.scheme == "http")),
+    }
+}
+
+/// The connections spread over up to [`LOOPS`] epoll loops, each on its own thread.
+fn event_loops(
+    w: Workload,
+    workers: Vec<Worker>,
+    shared: &Shared,
+    dur: Duration,
+) -> (Sample, Instant, Instant) {
+    let n = workers.len().clamp(1, LOOPS);
+    let mut parts: Vec<Vec<Worker>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, wk) in workers.into_iter().enumerate() {
+        parts[i % n].push(wk);
+    }
+    let barrier = Barrier::new(n + 1);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    let mut s = Sample::default();
+                    barrier.wait();
+                    let deadline = Instant::now() + dur;
+                    if let Err(e) = evloop::run(w, part, shared, deadline, &mut s) {
+                        s.transport(format!("event loop: {e}"));
+                    }
+                    (s, Instant::now())
+                })
+            })
+            .collect();
+        barrier.wait();
+        collect(handles)
+    })
+}
+
+/// One thread per connection, each stepping its worker (full-read, session, https).
+fn threads(
+    w: Workload,
+    workers: Vec<Worker>,
+    shared: &Shared,
+    dur: Duration,
+) -> (Sample, Instant, Instant) {
+    let barrier = Barrier::new(workers.len() + 1);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = workers
+            .into_iter()
+            .map(|mut worker| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    let mut s = Sample::default();
+                    barrier.wait();
+                    let deadline = Instant::now() + dur;
+                    while Instant::now() < deadline {
+                        worker.step(w, shared, &mut s);
+                    }
+                    (s, Instant::now())
+                })
+            })
+            .collect();
+        barrier.wait();
+        collect(handles)
+    })
+}
+
+/// Joins the client threads (released from the barrier just before): their merged sample,
+/// the start and the last end.
+fn collect(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, (Sample, Instant)>>,
+) -> (Sample, Instant, Instant) {
+    let start = Instant::now();
+    let mut all = Sample::default();
+    let mut end = start;
+    for h in handles {
+        match h.join() {
+            Ok((s, e)) => {
+                all.merge(s);
+                end = end.max(e);
+            }
+            Err(_) => all.transport("client thread panicked".into()),
+        }
+    }
+    (all, start, end)
+}
+
 fn run_one(w: Workload, c: usize, o: &Options, accts: &[Account], shared: &Shared) -> RunResult {
     let groups: Vec<Vec<Account>> = (0..c)
         .map(|t| {
@@ -121,41 +219,17 @@ fn run_one(w: Workload, c: usize, o: &Options, accts: &[Account], shared: &Share
             }
         })
         .collect();
-    let barrier = Barrier::new(c + 1);
     let dur = Duration::from_secs_f64(o.duration.max(0.01));
-    let (sample, start, end) = std::thread::scope(|sc| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .enumerate()
-            .map(|(t, g)| {
-                let barrier = &barrier;
-                sc.spawn(move || {
-                    let mut worker = Worker::new(g, 0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
-                    let mut s = Sample::default();
-                    barrier.wait();
-                    let deadline = Instant::now() + dur;
-                    while Instant::now() < deadline {
-                        worker.step(w, shared, &mut s);
-                    }
-                    (s, Instant::now())
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let mut all = Sample::default();
-        let mut end = start;
-        for h in handles {
-            match h.join() {
-                Ok((s, e)) => {
-                    all.merge(s);
-                    end = end.max(e);
-                }
-                Err(_) => all.transport("client thread panicked".into()),
-            }
-        }
-        (all, start, end)
-    });
+    let workers: Vec<Worker> = groups
+        .into_iter()
+        .enumerate()
+        .map(|(t, g)| Worker::new(g, 0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1)))
+        .collect();
+    let (sample, start, end) = if w.single() && plain_http(w, accts, shared) {
+        event_loops(w, workers, shared, dur)
+    } else {
+        threads(w, workers, shared, dur)
+    };
     RunResult::from_sample(w.name(), c, end.duration_since(start), sample)
 }
 

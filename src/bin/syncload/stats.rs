@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// What one client thread saw during a run.
+/// What one client thread (or event loop) saw during a run.
 #[derive(Debug, Default)]
 pub struct Sample {
     /// Latency of every successful request, in microseconds.
@@ -70,7 +70,7 @@ pub struct Latency {
 pub struct RunResult {
     /// Workload name (`info`, `batch`, …, or `plain` for a ceiling run).
     pub workload: String,
-    /// Client threads, each with its own keep-alive connection.
+    /// Keep-alive connections (each with its own simulated client).
     pub concurrency: usize,
     /// Measured wall time in seconds.
     pub seconds: f64,

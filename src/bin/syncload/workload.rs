@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::{Client, ClientError, Creds, Reply, Req};
+use crate::client::{Client, ClientError, Creds, Prepared, Reply, Req};
 use crate::stats::Sample;
 
 /// Records per POST, the limit every Sync 1.5 server advertises.
@@ -65,6 +65,12 @@ impl Workload {
         ALL.into_iter().find(|w| w.name() == name)
     }
 
+    /// Whether each step is one request independent of the replies before it (so an event
+    /// loop can drive it).
+    pub fn single(self) -> bool {
+        !matches!(self, Workload::FullRead | Workload::Session)
+    }
+
     /// Whether it talks to storage (and so needs storage credentials).
     pub fn needs_storage(self) -> bool {
         !matches!(self, Workload::Plain | Workload::Token)
@@ -115,7 +121,7 @@ pub struct Shared {
     pub token_server: String,
 }
 
-/// One client thread: its connection, its accounts and its bodies.
+/// One connection's simulated client: its accounts, its bodies and what it builds next.
 pub struct Worker {
     client: Client,
     accounts: Vec<Account>,
@@ -125,16 +131,36 @@ pub struct Worker {
     put_body: Vec<u8>,
     tabs_body: Vec<u8>,
     steps: u64,
+    /// The plain workload's request, built once.
+    plain: Option<Prepared>,
 }
 
-/// Sends one request, timing it; `good` decides whether the reply counts as a success.
+/// Sends one request built ahead of time, timing it from the first byte written to the last
+/// byte read; `good` decides whether the reply counts as a success.
 fn timed(
     s: &mut Sample,
     good: impl Fn(&Reply) -> Result<(), String>,
-    send: impl FnOnce() -> Result<Reply, ClientError>,
+    c: &Client,
+    req: Result<Prepared, ClientError>,
+) -> Option<Reply> {
+    match req {
+        Ok(r) => timed_send(s, good, c, &r),
+        Err(e) => {
+            s.transport(e.to_string());
+            None
+        }
+    }
+}
+
+/// [`timed`] for a request that is sent again and again as is.
+fn timed_send(
+    s: &mut Sample,
+    good: impl Fn(&Reply) -> Result<(), String>,
+    c: &Client,
+    req: &Prepared,
 ) -> Option<Reply> {
     let t0 = Instant::now();
-    match send() {
+    match c.execute(req) {
         Ok(r) => match good(&r) {
             Ok(()) => {
                 s.ok(t0.elapsed());
@@ -152,7 +178,7 @@ fn timed(
     }
 }
 
-fn ok200(r: &Reply) -> Result<(), String> {
+pub fn ok200(r: &Reply) -> Result<(), String> {
     if r.status == 200 {
         Ok(())
     } else {
@@ -214,6 +240,7 @@ impl Worker {
                 .to_string()
                 .into_bytes(),
             steps: 0,
+            plain: None,
         }
     }
 
@@ -224,8 +251,9 @@ impl Worker {
         (self.rng % n.max(1) as u64) as usize
     }
 
-    /// Runs one step of `w` (one request, or several for full-read and session).
-    pub fn step(&mut self, w: Workload, shared: &Shared, s: &mut Sample) {
+    /// The next request of a workload whose step is one request ([`Workload::single`]), built
+    /// and signed ahead of sending, with the check its reply must pass.
+    pub fn next_single(&mut self, w: Workload, shared: &Shared) -> Result<(Prepared, Check), Fail> {
         self.steps += 1;
         let roll = self.rand(usize::MAX);
         let i = self.next % self.accounts.len().max(1);
@@ -235,55 +263,100 @@ impl Worker {
             accounts,
             batch_body,
             put_body,
-            tabs_body,
             steps,
+            plain,
             ..
         } = self;
-        let Some(acct) = accounts.get_mut(i) else {
-            return;
-        };
+        let acct = accounts
+            .get_mut(i)
+            .ok_or_else(|| Fail::Status("no-account".into()))?;
         if w == Workload::Plain {
-            let url = shared.plain_url.as_str();
-            let req = Req {
-                method: "GET",
-                url,
-                headers: &[],
-                body: b"",
-            };
-            timed(s, ok200, || c.send(&req));
-            return;
+            // Unauthenticated, so the same bytes every time.
+            if plain.is_none() {
+                let req = Req {
+                    method: "GET",
+                    url: &shared.plain_url,
+                    headers: &[],
+                    body: b"",
+                };
+                *plain = Some(
+                    c.prepare(&req)
+                        .map_err(|e| Fail::Transport(e.to_string()))?,
+                );
+            }
+            let p = plain
+                .clone()
+                .ok_or_else(|| Fail::Status("no-request".into()))?;
+            return Ok((p, ok200));
         }
         if w == Workload::Token {
-            match &acct.bearer {
-                Some((bearer, kid)) => {
-                    timed(s, ok200, || c.token(&shared.token_server, bearer, kid));
-                }
-                None => s.error("no-jwt-key".into()),
-            }
-            return;
+            let (bearer, kid) = acct
+                .bearer
+                .as_ref()
+                .ok_or_else(|| Fail::Status("no-jwt-key".into()))?;
+            let p = c
+                .token_request(&shared.token_server, bearer, kid)
+                .map_err(|e| Fail::Transport(e.to_string()))?;
+            return Ok((p, ok200));
         }
-        let Some(cr) = acct.creds.as_ref() else {
-            s.error("no-credentials".into());
-            return;
-        };
-        match w {
-            Workload::Info => {
-                timed(s, ok200, || {
-                    c.signed(cr, "GET", "/info/collections", &[], b"")
-                });
-            }
+        let cr = acct
+            .creds
+            .as_ref()
+            .ok_or_else(|| Fail::Status("no-credentials".into()))?;
+        Ok(match w {
+            Workload::Info => (c.sign(cr, "GET", "/info/collections", &[], b""), ok200),
             Workload::ReadPage => {
                 let rest = match acct.pages.get(roll % acct.pages.len().max(1)) {
                     Some(p) => page_query(p.sort, p.offset.as_deref()),
                     None => page_query("index", None),
                 };
-                timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b""));
+                (c.sign(cr, "GET", &rest, &[], b""), ok200)
             }
+            Workload::Batch => {
+                let rest = "/storage/bench-batch?batch=true&commit=true";
+                (c.sign(cr, "POST", rest, &[], batch_body), all_stored)
+            }
+            Workload::Put => {
+                let rest = format!("/storage/bench-put/p{:03}", *steps % 100);
+                (c.sign(cr, "PUT", &rest, &[], put_body), ok200)
+            }
+            _ => return Err(Fail::Status("not-a-single-request-workload".into())),
+        })
+    }
+
+    /// Runs one step of `w` (one request, or several for full-read and session).
+    pub fn step(&mut self, w: Workload, shared: &Shared, s: &mut Sample) {
+        if w.single() {
+            match self.next_single(w, shared) {
+                Ok((req, check)) => {
+                    timed_send(s, check, &self.client, &req);
+                }
+                Err(f) => f.record(s),
+            }
+            return;
+        }
+        self.steps += 1;
+        let i = self.next % self.accounts.len().max(1);
+        self.next = self.next.wrapping_add(1);
+        let Worker {
+            client: c,
+            accounts,
+            tabs_body,
+            ..
+        } = self;
+        let Some(acct) = accounts.get_mut(i) else {
+            return;
+        };
+        let Some(cr) = acct.creds.as_ref() else {
+            s.error("no-credentials".into());
+            return;
+        };
+        match w {
             Workload::FullRead => {
                 let mut offset: Option<String> = None;
                 for _ in 0..10_000 {
                     let rest = page_query("index", offset.as_deref());
-                    let Some(r) = timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b"")) else {
+                    let Some(r) = timed(s, ok200, c, Ok(c.sign(cr, "GET", &rest, &[], b""))) else {
                         break;
                     };
                     offset = r.next_offset;
@@ -292,38 +365,59 @@ impl Worker {
                     }
                 }
             }
-            Workload::Batch => {
-                let rest = "/storage/bench-batch?batch=true&commit=true";
-                timed(s, all_stored, || {
-                    c.signed(cr, "POST", rest, &[], batch_body)
-                });
-            }
-            Workload::Put => {
-                let rest = format!("/storage/bench-put/p{:03}", *steps % 100);
-                timed(s, ok200, || c.signed(cr, "PUT", &rest, &[], put_body));
-            }
             Workload::Session => {
                 let cr = cr.clone();
                 session(c, &cr, tabs_body, acct, s);
             }
-            Workload::Plain | Workload::Token => {}
+            _ => {}
+        }
+    }
+}
+
+/// What a reply must pass to count as a success (else the label it is counted under).
+pub type Check = fn(&Reply) -> Result<(), String>;
+
+/// Why no request could be made.
+#[derive(Debug)]
+pub enum Fail {
+    /// Counted as an error with this label.
+    Status(String),
+    /// Counted as a transport error.
+    Transport(String),
+}
+
+impl Fail {
+    /// Counts it in `s`.
+    pub fn record(self, s: &mut Sample) {
+        match self {
+            Fail::Status(m) => s.error(m),
+            Fail::Transport(m) => s.transport(m),
         }
     }
 }
 
 /// One Firefox sync session for `acct`, each request timed on its own.
 fn session(c: &Client, cr: &Creds, tabs_body: &[u8], acct: &mut Account, s: &mut Sample) {
-    let info = timed(s, ok200, || {
-        c.signed(cr, "GET", "/info/collections", &[], b"")
-    });
-    timed(s, ok200, || {
-        c.signed(cr, "GET", "/info/configuration", &[], b"")
-    });
+    let info = timed(
+        s,
+        ok200,
+        c,
+        Ok(c.sign(cr, "GET", "/info/collections", &[], b"")),
+    );
+    timed(
+        s,
+        ok200,
+        c,
+        Ok(c.sign(cr, "GET", "/info/configuration", &[], b"")),
+    );
     // Before any upload meta/global may legitimately be missing.
     let found = |r: &Reply| if r.status == 404 { Ok(()) } else { ok200(r) };
-    if let Some(r) = timed(s, found, || {
-        c.signed(cr, "GET", "/storage/meta/global", &[], b"")
-    }) {
+    if let Some(r) = timed(
+        s,
+        found,
+        c,
+        Ok(c.sign(cr, "GET", "/storage/meta/global", &[], b"")),
+    ) {
         acct.meta_modified = r.last_modified;
     }
     let newer = acct.last_sync.clone().unwrap_or_else(|| "0".into());
@@ -332,19 +426,27 @@ fn session(c: &Client, cr: &Creds, tabs_body: &[u8], acct: &mut Account, s: &mut
         format!("/storage/bookmarks?full=1&newer={newer}"),
         format!("/storage/history?full=1&limit=100&sort=index&newer={newer}"),
     ] {
-        timed(s, ok200, || c.signed(cr, "GET", &rest, &[], b""));
+        timed(s, ok200, c, Ok(c.sign(cr, "GET", &rest, &[], b"")));
     }
     let tabs = "/storage/tabs?batch=true&commit=true";
-    timed(s, all_stored, || c.signed(cr, "POST", tabs, &[], tabs_body));
+    timed(
+        s,
+        all_stored,
+        c,
+        Ok(c.sign(cr, "POST", tabs, &[], tabs_body)),
+    );
     acct.sessions += 1;
     // Now and then another device changed the engine list: a conditional meta/global write.
     if acct.sessions.is_multiple_of(10) {
         let since = acct.meta_modified.clone().unwrap_or_else(|| "0".into());
         let body = meta_global_body();
         let h = [("X-If-Unmodified-Since", since.as_str())];
-        if let Some(r) = timed(s, ok200, || {
-            c.signed(cr, "PUT", "/storage/meta/global", &h, &body)
-        }) {
+        if let Some(r) = timed(
+            s,
+            ok200,
+            c,
+            Ok(c.sign(cr, "PUT", "/storage/meta/global", &h, &body)),
+        ) {
             acct.meta_modified = r.last_modified;
         }
     }
