@@ -29,7 +29,7 @@
 #        ROUNDTRIP_SECONDS (3; 0 skips the round-trip count),
 #        CEILING_SECONDS (how long the hello ceiling runs at each level; default --duration),
 #        RSS_EVERY (seconds; samples the server's RSS and threads that often during the
-#        workloads into rss[-E].tsv, e.g. for 10 minutes of the session mix:
+#        workloads into rss[-E].tsv and plots it as rss[-E].svg, e.g. for 10 minutes of the session mix:
 #        RSS_EVERY=10 bench/run.sh --workloads session --levels 16 --duration 600)
 # out:   bench/results/{ceiling,ours[,python],startup,process}.json, table.md, chart.svg;
 #        ceiling-wrk.json (the same hello ceiling measured by wrk, when installed);
@@ -413,6 +413,34 @@ out = dict(reps[0], results=[r for rep in reps for r in rep["results"]])
 json.dump(out, open(sys.argv[1], "w"), indent=2)' "$OUT/$name.json" "${parts[@]}"
     FILES+=("$OUT/$name.json")
     RSS_END=$(rss_kb "$SYNC_PID")
+    if [ -n "${RSS_EVERY:-}" ]; then
+        sleep 1
+        python3 - "$OUT/rss$suffix.tsv" "$OUT/rss$suffix.svg" "$name" <<'PY'
+# RSS over time as a line chart (MB against minutes), for "flat from minute 2 to minute 10".
+import sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n")[1:] if l.strip()]
+pts = [(int(t) / 60, int(kb) / 1024) for t, kb, _ in rows]
+if pts:
+    W, H, L, B = 640, 320, 50, 30
+    xmax = max(max(p[0] for p in pts), 1)
+    ymax = max(16, max(p[1] for p in pts)) * 1.1
+    x = lambda m: L + (W - L - 10) * m / xmax
+    y = lambda mb: H - B - (H - B - 10) * mb / ymax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{L}" y="12">RSS of syncserver-fcgi ({sys.argv[3]}), MB, sampled every {rows[1][0] if len(rows) > 1 else "?"} s</text>']
+    for mb in range(0, int(ymax) + 1, 4):
+        out.append(f'<line x1="{L}" x2="{W - 10}" y1="{y(mb):.1f}" y2="{y(mb):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{y(mb) + 4:.1f}" text-anchor="end">{mb}</text>')
+    for m in range(0, int(xmax) + 1):
+        out.append(f'<text x="{x(m):.1f}" y="{H - B + 16}" text-anchor="middle">{m} min</text>')
+    out.append(f'<line x1="{L}" x2="{W - 10}" y1="{y(16):.1f}" y2="{y(16):.1f}" stroke="#c00" stroke-dasharray="4 3"/>')
+    out.append('<polyline fill="none" stroke="#06c" stroke-width="2" points="'
+               + " ".join(f"{x(m):.1f},{y(mb):.1f}" for m, mb in pts) + '"/>')
+    out.append("</svg>")
+    open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PY
+    fi
     LOAD_END=$(loadavg)
     split_uri "$uri"
     case $name in
