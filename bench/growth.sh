@@ -213,7 +213,9 @@ if has_phase purge; then
         for _ in $(seq 1 100); do [ -s "$D/writer.txt" ] && break; sleep 0.1; done
         sleep 4
         t0=$(date +%s.%N)
-        "$pb" --config "$D/syncserver.ini" purge --grace-period 0 --json > "$D/purge.json"
+        # (this branch's purge logs its chunk count and longest chunk at info)
+        RUST_LOG=warn,syncserver_fcgi::admin::purge=info \
+            "$pb" --config "$D/syncserver.ini" purge --grace-period 0 --json > "$D/purge.json"
         t1=$(date +%s.%N)
         cat "$D/purge.json"; echo
         sleep 5

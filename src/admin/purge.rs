@@ -3,10 +3,11 @@
 //!
 //! Work goes in chunks, each its own short transaction with a pause after it,
 //! so the server's writers are never held up for long. A chunk is at most
-//! `chunk` rows and is sized to take about `chunk_time`: on a large database
-//! 1,000 scattered rows took ~50 ms, and a server writer that met the lock
+//! `chunk` rows and is sized to take about `chunk_time`: on a 1.5 GB database
+//! 1,000 scattered rows took ~15–50 ms, and a server writer that met the lock
 //! slept in SQLite's busy handler (1, 2, 5, 10, … 100 ms steps) straight through
-//! the 10 ms pause, so purging 100,000 records held requests up for 0.2–0.85 s.
+//! the 10 ms pause, so purging 100,000 records held requests up for as much as
+//! 0.4–0.85 s (BENCHMARKS.md, "Growth").
 //! The pause is at least as long as the chunk took, so a waiting writer wakes
 //! while the lock is free. Two purges at once are harmless: each chunk deletes
 //! whatever is still there.
@@ -109,14 +110,23 @@ fn drain(
     mut settle: impl FnMut(),
 ) -> Result<u64, AdminError> {
     let mut pacer = Pacer::new(opts);
-    let mut total = 0;
+    let (mut total, mut chunks, mut longest) = (0, 0u64, Duration::ZERO);
     loop {
         let rows = pacer.rows();
         let t0 = Instant::now();
         let n = chunk(|| step(rows))?;
-        let pause = pacer.took(t0.elapsed());
+        let took = t0.elapsed();
+        let pause = pacer.took(took);
         total += n;
+        chunks += 1;
+        longest = longest.max(took);
         if n < rows {
+            // The longest includes any wait for the lock: an upper bound of how long
+            // a chunk held the server's writers up.
+            log::info!(
+                "removed {total} rows in {chunks} chunks, the longest {:.1} ms",
+                longest.as_secs_f64() * 1000.0
+            );
             return Ok(total);
         }
         // Checkpoint what this chunk wrote while the lock is free, so that the
