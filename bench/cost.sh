@@ -6,9 +6,10 @@
 # FastCGI front end (bench/run.sh measures that, in time, through nginx).
 #
 # usage: bench/cost.sh [--workload info] [--seconds 20] [--records 20] [--sort S[,S]]
-#                     [--cpu] [SERVER_BIN...]
+#                     [--collections N] [--cpu] [SERVER_BIN...]
 #        (default SERVER_BIN: target/release/syncserver-fcgi; build it first)
-# --records: history records seeded per user; --sort: read-page's orders (syncload --sort).
+# --records: history records seeded per user; --sort: read-page's orders (syncload --sort);
+# --collections: N more collections per user, one record each (syncload --collections).
 # prints one line per binary: instructions per request, requests counted (read-page's walk
 # to learn the pages is counted too: it is in the instructions)
 # --cpu: run the server natively and print its CPU time (user + system, /proc/PID/stat) per
@@ -18,15 +19,16 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORKLOAD=info SECONDS_=20 RECORDS=20 SORT=index,newest,oldest CPU=
+WORKLOAD=info SECONDS_=20 RECORDS=20 SORT=index,newest,oldest CPU= COLLECTIONS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --workload) WORKLOAD=$2; shift 2 ;;
         --seconds) SECONDS_=$2; shift 2 ;;
         --records) RECORDS=$2; shift 2 ;;
         --sort) SORT=$2; shift 2 ;;
+        --collections) COLLECTIONS=$2; shift 2 ;;
         --cpu) CPU=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) break ;;
     esac
 done
@@ -63,7 +65,7 @@ for bin in "${BINS[@]}"; do
     common=(--base-url "http://127.0.0.1:$PORT" --secret "$SECRET" --users 4 --concurrency 1
         --sort "$SORT")
     # Seed and warm up (caches, lazily opened sessions), then count from zero.
-    "$LOAD" "${common[@]}" --records "$RECORDS" --seed --workload "$WORKLOAD" --duration 2 > /dev/null 2>&1
+    "$LOAD" "${common[@]}" --records "$RECORDS" --seed --collections "$COLLECTIONS" --workload "$WORKLOAD" --duration 2 > /dev/null 2>&1
     [ -z "$CPU" ] && callgrind_control -z "$PID" > /dev/null 2>&1
     before=$(cpu_ticks)
     "$LOAD" "${common[@]}" --workload "$WORKLOAD" --duration "$SECONDS_" \

@@ -94,7 +94,9 @@ Options:
   --grace-period SECS  keep expired data this long (default 86400)
   --replaced           also remove the data of uids replaced by a key change
                        (their records can never be read again)
-  --chunk N            rows per transaction (default 1000)
+  --chunk N            at most N rows per transaction (default 1000; fewer
+                       when a transaction takes over 10 ms, and the pause
+                       after it is at least as long as it took)
   --json               print the result as JSON";
 
 const USERS_HELP: &str = "\

@@ -80,6 +80,9 @@ pub trait AdminDb: MetaDb {
     /// Deletes up to `limit` rows of a dead uid's data; returns what went, and
     /// forgets the uid once nothing is left.
     fn purge_uid(&mut self, uid: i64, limit: u64) -> DbResult<Purged>;
+    /// Between chunks of a purge, with no transaction open: lets the engine
+    /// tidy up what the chunk wrote (SQLite checkpoints its WAL). Default: nothing.
+    fn settle(&mut self) {}
     /// Every user row with its usage.
     fn list_users(&mut self) -> DbResult<Vec<UserSummary>>;
     /// Every user row as the tokenserver keeps it (for `migrate-to-nodes`).

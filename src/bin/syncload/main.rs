@@ -15,14 +15,15 @@ mod workload;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use workload::Workload;
+use workload::{SeedExtra, Workload};
 
 const USAGE: &str = "\
 Usage:
   syncload --base-url URL [--secret S] [--node URL] [--storage-path PATH]
            [--token-server URL] [--jwt-key FILE.pk8 --jwt-kid KID]
            --workload W[,W...] [--concurrency N[,N...]] [--duration SECS]
-           [--users N] [--records N] [--seed] [--sort S[,S...]] [--label L]
+           [--users N] [--records N] [--seed] [--expiring N] [--collections N]
+           [--sort S[,S...]] [--label L]
            [--json-out FILE] [--svg-out FILE]
   syncload report [--ceiling FILE.json] [--svg-out FILE] FILE.json...
   syncload startup --base-url URL [--secret S ...] [--runs N] -- COMMAND [ARGS...]
@@ -41,7 +42,9 @@ asks --token-server (default --base-url + /token) with JWTs signed by --jwt-key;
 the server with the output of `syncload jwks`.
 
 --seed first fills every user's history collection with --records (default 1000) ~1 KB
-records, plus meta/global, crypto/keys, clients, bookmarks and tabs.
+records, plus meta/global, crypto/keys, clients, bookmarks and tabs; with --expiring N also
+N records per user in bench-expiring with ttl 1 s (expired a second later, for `purge`), and
+with --collections N one ~1 KB record in each of N collections bench-c0000… per user.
 --sort limits read-page to some of the orders index, newest, oldest (default all three), so
 that one order's cost can be measured on its own.
 
@@ -67,6 +70,7 @@ pub struct Options {
     users: usize,
     records: usize,
     seed: bool,
+    seed_extra: SeedExtra,
     sorts: Vec<&'static str>,
     label: String,
     json_out: Option<PathBuf>,
@@ -93,6 +97,7 @@ impl Default for Options {
             users: 16,
             records: 1000,
             seed: false,
+            seed_extra: SeedExtra::default(),
             sorts: workload::SORTS.to_vec(),
             label: "syncload".into(),
             json_out: None,
@@ -178,6 +183,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--users" => o.users = num(v)?.max(1),
             "--records" => o.records = num(v)?,
+            "--expiring" => o.seed_extra.expiring = num(v)?,
+            "--collections" => o.seed_extra.collections = num(v)?,
             "--sort" => o.sorts = sorts(v)?,
             "--label" => o.label = v.clone(),
             "--json-out" => o.json_out = Some(PathBuf::from(v)),
@@ -248,6 +255,14 @@ mod tests {
         assert!(parse(&args("--users")).is_err());
         assert!(parse(&args("--sort sideways")).is_err());
         assert_eq!(parse(&args("--sort index")).unwrap().sorts, vec!["index"]);
+        let o = parse(&args("--seed --expiring 100 --collections 10")).unwrap();
+        assert_eq!(
+            o.seed_extra,
+            SeedExtra {
+                expiring: 100,
+                collections: 10
+            }
+        );
         let o = parse(&args("--runs 3 -- /bin/x --flag")).unwrap();
         assert_eq!(o.command, vec!["/bin/x", "--flag"]);
         assert!(!parse(&args("--workload all"))

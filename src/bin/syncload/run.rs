@@ -265,7 +265,7 @@ pub fn load(o: &Options) -> Result<ExitCode, String> {
         let t0 = Instant::now();
         let records = o.records;
         for_accounts(&mut accts, |c, a| match &a.creds {
-            Some(cr) => seed_account(c, cr, records, cr.uid),
+            Some(cr) => seed_account(c, cr, records, o.seed_extra, cr.uid),
             None => Ok(()),
         })?;
         eprintln!(

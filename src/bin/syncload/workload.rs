@@ -215,13 +215,39 @@ fn payload(len: usize, seed: u64) -> String {
 
 /// A POST body of `n` ~1 KB records with ids `{prefix}{start + i}`.
 fn records(prefix: &str, start: usize, n: usize, seed: u64) -> Vec<u8> {
+    records_ttl(prefix, start, n, seed, None)
+}
+
+/// [`records`], each with this `ttl` (seconds) when one is given.
+fn records_ttl(prefix: &str, start: usize, n: usize, seed: u64, ttl: Option<u64>) -> Vec<u8> {
     let v: Vec<Value> = (start..start + n)
         .map(|i| {
-            json!({"id": format!("{prefix}{i:05}"), "sortindex": i,
-                   "payload": payload(1000, seed.wrapping_add(i as u64))})
+            let mut r = json!({"id": format!("{prefix}{i:05}"), "sortindex": i,
+                               "payload": payload(1000, seed.wrapping_add(i as u64))});
+            if let Some(t) = ttl {
+                r["ttl"] = json!(t);
+            }
+            r
         })
         .collect();
     Value::Array(v).to_string().into_bytes()
+}
+
+/// The collection `--expiring` fills with records that expire a second after they are written.
+pub const EXPIRING_COLLECTION: &str = "bench-expiring";
+
+/// Extra seeding beyond the history collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedExtra {
+    /// Records per user written with `ttl` 1 into [`EXPIRING_COLLECTION`] (for `purge`).
+    pub expiring: usize,
+    /// Collections `bench-c0000`… per user, one ~1 KB record each.
+    pub collections: usize,
+}
+
+/// The name of extra collection `i`.
+pub fn extra_collection(i: usize) -> String {
+    format!("bench-c{i:04}")
 }
 
 impl Worker {
@@ -550,9 +576,27 @@ pub fn seed_account(
     client: &Client,
     cr: &Creds,
     n_records: usize,
+    extra: SeedExtra,
     seed: u64,
 ) -> Result<(), String> {
     let post = "?batch=true&commit=true";
+    let mut start = 0;
+    while start < extra.expiring {
+        let n = PAGE.min(extra.expiring - start);
+        let body = records_ttl("e", start, n, seed, Some(1));
+        write_retrying(
+            client,
+            cr,
+            "POST",
+            &format!("/storage/{EXPIRING_COLLECTION}{post}"),
+            &body,
+        )?;
+        start += n;
+    }
+    for i in 0..extra.collections {
+        let rest = format!("/storage/{}{post}", extra_collection(i));
+        write_retrying(client, cr, "POST", &rest, &records("x", 0, 1, seed))?;
+    }
     let mut start = 0;
     while start < n_records {
         let n = PAGE.min(n_records - start);
@@ -621,6 +665,16 @@ mod tests {
         let per = body.len() / PAGE;
         assert!((950..1200).contains(&per), "{per}");
         assert_eq!(v[3]["id"], "b00003");
+        assert!(v[3].get("ttl").is_none());
+    }
+
+    #[test]
+    fn expiring_records_carry_their_ttl() {
+        let v: Vec<Value> = serde_json::from_slice(&records_ttl("e", 5, 2, 7, Some(1))).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["id"], "e00005");
+        assert_eq!(v[1]["ttl"], 1);
+        assert_eq!(extra_collection(7), "bench-c0007");
     }
 
     #[test]

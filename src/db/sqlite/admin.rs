@@ -130,6 +130,19 @@ impl AdminDb for SqliteDb {
         })
     }
 
+    fn settle(&mut self) {
+        // PASSIVE: copies what no reader still needs and waits for nobody; the
+        // server's writers go on meanwhile. Otherwise the WAL a purge grows is
+        // copied back by whichever connection commits past the auto-checkpoint
+        // size, often a server request holding its process's write turn.
+        if let Err(e) =
+            self.connection()
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            log::debug!("checkpoint between purge chunks: {e}");
+        }
+    }
+
     fn user_records(&mut self) -> DbResult<Vec<NodeUser>> {
         let conn = self.connection();
         let mut stmt = conn
