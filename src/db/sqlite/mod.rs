@@ -5,6 +5,7 @@
 //! timeout answers `DbError::Busy` (503 with Retry-After), never a 500.
 
 mod admin;
+mod checkpoint;
 pub(crate) mod collections;
 pub(crate) mod reads;
 pub mod replay;
@@ -46,6 +47,7 @@ pub enum Location {
 
 /// One connection plus its caches.
 pub struct SqliteDb {
+    // Dropped before `queue`, whose WAL size its hook writes to.
     conn: Connection,
     collections: Collections,
     /// This process's writers of the same file, found once per session (none in memory).
@@ -115,6 +117,11 @@ impl SqliteDb {
             Some(path) if !path.is_empty() => Some(write_queue::for_file(Path::new(path))),
             _ => None,
         };
+        if let Some(queue) = &queue {
+            // SAFETY: the queue (and its `wal`) is kept by this session, whose connection is
+            // dropped first (fields drop in order).
+            unsafe { queue.wal.watch(&conn) };
+        }
         SqliteDb {
             conn,
             collections,
@@ -157,8 +164,12 @@ impl SqliteDb {
         let Some(queue) = self.queue.clone() else {
             return f(self);
         };
-        let _turn = queue.wait(BUSY_TIMEOUT).ok_or(DbError::Busy)?;
-        f(self)
+        let out = {
+            let _turn = queue.wait(BUSY_TIMEOUT).ok_or(DbError::Busy)?;
+            f(self)
+        };
+        queue.wal.checkpoint_if_due(&self.conn);
+        out
     }
 }
 

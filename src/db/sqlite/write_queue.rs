@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::checkpoint::WalSize;
+
 #[derive(Default)]
 struct State {
     /// Writers waiting, oldest first, each woken on its own: waking them all
@@ -31,6 +33,8 @@ impl State {
 #[derive(Default)]
 pub struct WriteQueue {
     state: Mutex<State>,
+    /// The file's WAL size as its sessions' commits left it (`checkpoint`).
+    pub wal: WalSize,
 }
 
 /// A writer's turn; the next writer goes when it is dropped.
