@@ -98,6 +98,8 @@ struct HandlerState {
     threads: usize,
     /// Handler threads waiting for a job.
     idle: usize,
+    /// Handler threads spawned that have not yet asked for a job: each will take one.
+    starting: usize,
     /// No more jobs will come: threads exit.
     stopping: bool,
 }
@@ -123,13 +125,18 @@ impl Handlers {
     fn submit(self: &Arc<Self>, job: Job) {
         let mut st = self.lock();
         st.jobs.push_back(job);
-        while st.jobs.len() > st.idle && st.threads < self.max {
+        // Threads still starting count as idle: without them, the first job spawned every
+        // thread up to `max` (64 threads and ~4 ms before the first answer, for one request).
+        while st.jobs.len() > st.idle + st.starting && st.threads < self.max {
             let me = Arc::clone(self);
             let spawned = thread::Builder::new()
                 .name(format!("fcgi-handler-{}", st.threads))
                 .spawn(move || me.run_thread());
             match spawned {
-                Ok(_) => st.threads += 1,
+                Ok(_) => {
+                    st.threads += 1;
+                    st.starting += 1;
+                }
                 Err(e) => {
                     // The job waits for a running thread (or the next submit's retry).
                     log::warn!("fastcgi: cannot start a handler thread: {e}");
@@ -143,7 +150,8 @@ impl Handlers {
 
     fn run_thread(self: Arc<Self>) {
         let _count = ThreadGuard(&self);
-        while let Some(job) = self.next_job() {
+        let mut fresh = true;
+        while let Some(job) = self.next_job(&mut fresh) {
             let response = self.call(job.request);
             self.done
                 .lock()
@@ -170,8 +178,12 @@ impl Handlers {
         })
     }
 
-    fn next_job(&self) -> Option<Job> {
+    /// The next job, waiting for one; `fresh` is true on a new thread's first call.
+    fn next_job(&self, fresh: &mut bool) -> Option<Job> {
         let mut st = self.lock();
+        if std::mem::take(fresh) {
+            st.starting -= 1;
+        }
         loop {
             if let Some(job) = st.jobs.pop_front() {
                 return Some(job);
@@ -519,5 +531,81 @@ fn pollfd(fd: std::os::fd::RawFd, events: libc::c_short) -> libc::pollfd {
         fd,
         events,
         revents: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Holds each request until `release` reaches its number.
+    struct Gate {
+        release: AtomicUsize,
+        seen: AtomicUsize,
+    }
+
+    impl Handler for Gate {
+        fn handle(&self, _req: FcgiRequest) -> Vec<u8> {
+            let n = self.seen.fetch_add(1, Ordering::SeqCst);
+            while self.release.load(Ordering::SeqCst) <= n {
+                thread::sleep(Duration::from_millis(1));
+            }
+            b"Status: 200 OK\r\n\r\n".to_vec()
+        }
+    }
+
+    fn job(serial: u64) -> Job {
+        Job {
+            conn: ConnId { slot: 0, serial },
+            request: FcgiRequest {
+                params: Vec::new(),
+                body: Vec::new(),
+                body_too_large: false,
+            },
+        }
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_job_starts_one_thread_not_all_of_them() {
+        let gate = Arc::new(Gate {
+            release: AtomicUsize::new(0),
+            seen: AtomicUsize::new(0),
+        });
+        let handlers = Arc::new(Handlers {
+            state: Mutex::new(HandlerState::default()),
+            work: Condvar::new(),
+            done: Mutex::new(Vec::new()),
+            waker: Waker::new().unwrap(),
+            handler: gate.clone(),
+            max: 64,
+        });
+        handlers.submit(job(1));
+        assert_eq!(handlers.lock().threads, 1);
+        gate.release.store(1, Ordering::SeqCst);
+        wait_for("the first answer", || {
+            handlers.done.lock().unwrap().len() == 1
+        });
+        wait_for("the thread to idle", || handlers.lock().idle == 1);
+        // Three at once while one thread is idle: it takes one, two more start.
+        for serial in 2..5 {
+            handlers.submit(job(serial));
+        }
+        wait_for("three handlers busy", || {
+            gate.seen.load(Ordering::SeqCst) == 4
+        });
+        assert_eq!(handlers.lock().threads, 3);
+        gate.release.store(4, Ordering::SeqCst);
+        wait_for("every answer", || handlers.done.lock().unwrap().len() == 4);
+        assert_eq!(handlers.lock().threads, 3);
+        handlers.stop();
     }
 }
