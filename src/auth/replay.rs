@@ -41,7 +41,7 @@ pub struct ReplayLimits {
     pub max_tokens_per_uid: usize,
 }
 
-/// Nonces one process remembers at most by default (~15 bytes each: an 8-byte key in a hash
+/// Nonces one process remembers at most by default (10–21 bytes each: an 8-byte key in a hash
 /// table of its second).
 pub const DEFAULT_MAX_NONCES: usize = 1_000_000;
 
