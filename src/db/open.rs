@@ -89,10 +89,12 @@ pub fn open(uri: &DatabaseUri, workers: usize) -> DbResult<Opened> {
     } else {
         workers
     };
-    let first: Box<dyn Database> = Box::new(SqliteDb::from_connection(conn)?);
+    let first: Box<dyn Database> =
+        Box::new(SqliteDb::from_connection(conn)?.checkpoint_after_turns());
     let opener_location = location.clone();
     let opener: Opener = Box::new(move || {
-        SqliteDb::open(&opener_location).map(|db| Box::new(db) as Box<dyn Database>)
+        SqliteDb::open(&opener_location)
+            .map(|db| Box::new(db.checkpoint_after_turns()) as Box<dyn Database>)
     });
     let (guard, shared_replay) = match &location {
         Location::File(path) => {

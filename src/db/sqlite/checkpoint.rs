@@ -13,7 +13,9 @@
 //! runs a passive checkpoint *after* giving up its turn (one at a time per process). A passive
 //! checkpoint never blocks writers or readers; the next writer after a complete one starts the
 //! WAL again from its beginning, as with SQLite's own. Other processes on the file do the same
-//! with their own hooks, and the operator commands keep SQLite's automatic checkpoint.
+//! with their own hooks. Operator commands write outside the turns and never call us, so their
+//! sessions keep SQLite's automatic checkpoint (`SqliteDb::checkpoint_after_turns` is only for
+//! the server's pool).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

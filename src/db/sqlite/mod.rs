@@ -117,16 +117,23 @@ impl SqliteDb {
             Some(path) if !path.is_empty() => Some(write_queue::for_file(Path::new(path))),
             _ => None,
         };
-        if let Some(queue) = &queue {
-            // SAFETY: the queue (and its `wal`) is kept by this session, whose connection is
-            // dropped first (fields drop in order).
-            unsafe { queue.wal.watch(&conn) };
-        }
         SqliteDb {
             conn,
             collections,
             queue,
         }
+    }
+
+    /// Leaves this session's WAL checkpoints to the end of its write turns (`checkpoint`):
+    /// for the server's sessions, which take turns. Other connections (operator commands,
+    /// which write outside the turns) keep SQLite's automatic checkpoint.
+    pub fn checkpoint_after_turns(self) -> SqliteDb {
+        if let Some(queue) = &self.queue {
+            // SAFETY: the queue (and its `wal`) is kept by this session, whose connection is
+            // dropped first (fields drop in order).
+            unsafe { queue.wal.watch(&self.conn) };
+        }
+        self
     }
 
     /// The underlying connection, for operator commands.
